@@ -1,0 +1,146 @@
+//! Request extractors: `AuthUser` (a verified bearer token) and `InternalKey` (the operator key).
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::Claims;
+use super::keys::TokenError;
+use crate::domain::roles::Permission;
+use crate::domain::{PlanTier, Role};
+use crate::envelope::RequestTenant;
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// The authenticated caller of a tenant endpoint.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub roles: Vec<Role>,
+    pub plan_tier: PlanTier,
+    pub claims: Claims,
+}
+
+impl AuthUser {
+    /// Fails with 403 `ERR_CPAAS_FORBIDDEN` unless the caller's roles grant `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if permission.granted_by(&self.roles) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(match permission {
+                Permission::Read => "this action needs the user role or higher",
+                Permission::Send => "this action needs the organizer, developer or admin role",
+                Permission::Admin => "this action needs the admin role",
+            }))
+        }
+    }
+}
+
+fn state(req: &HttpRequest) -> Result<&AppState, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|d| d.get_ref())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state is not configured")))
+}
+
+fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
+    let state = state(req)?;
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
+    let claims = state.keys.verify(token).map_err(|e| match e {
+        TokenError::Expired => {
+            ApiError::new(ErrorCode::TokenExpired, "the access token has expired")
+        }
+        TokenError::Invalid(reason) => {
+            tracing::debug!(%reason, "bearer token refused");
+            ApiError::unauthorized("the access token is invalid")
+        }
+    })?;
+    let user_id = Uuid::parse_str(&claims.sub)
+        .map_err(|_| ApiError::unauthorized("the access token is invalid"))?;
+    if let Some(header) = req.headers().get("x-tenant-id") {
+        let matches = header
+            .to_str()
+            .ok()
+            .and_then(|v| Uuid::parse_str(v.trim()).ok())
+            .is_some_and(|t| t == claims.tenant_id);
+        if !matches {
+            return Err(ApiError::new(
+                ErrorCode::TenantMismatch,
+                "x-tenant-id does not match the token's tenant",
+            ));
+        }
+    }
+    req.extensions_mut().insert(RequestTenant(claims.tenant_id));
+    tracing::Span::current().record("tenant_id", tracing::field::display(claims.tenant_id));
+    Ok(AuthUser {
+        user_id,
+        tenant_id: claims.tenant_id,
+        roles: claims.roles.iter().filter_map(|r| r.parse().ok()).collect(),
+        plan_tier: PlanTier::from_claim(&claims.plan_tier),
+        claims,
+    })
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+/// Proof that the caller presented the configured `x-internal-api-key`.
+#[derive(Clone, Copy, Debug)]
+pub struct InternalKey;
+
+fn check_internal_key(req: &HttpRequest) -> Result<InternalKey, ApiError> {
+    let state = state(req)?;
+    let refused = |msg: &str| ApiError::new(ErrorCode::InvalidApiKey, msg.to_owned());
+    let Some(expected) = &state.settings.internal_api_key else {
+        return Err(refused(
+            "internal endpoints are disabled: no internal API key is configured",
+        ));
+    };
+    let presented = req
+        .headers()
+        .get("x-internal-api-key")
+        .ok_or_else(|| refused("missing x-internal-api-key header"))?;
+    let ok: bool = presented
+        .as_bytes()
+        .ct_eq(expected.expose_secret().as_bytes())
+        .into();
+    if ok {
+        Ok(InternalKey)
+    } else {
+        Err(refused("invalid internal API key"))
+    }
+}
+
+impl FromRequest for InternalKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(check_internal_key(req))
+    }
+}

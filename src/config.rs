@@ -1,0 +1,198 @@
+//! Settings read from the environment. Secrets are wrapped so they never print.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Where the service runs: development allows generated keys and seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Everything the service reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub database_pool_size: usize,
+    pub database_pool_timeout: Duration,
+    pub database_connect_timeout: Duration,
+    pub listen_addr: String,
+    pub http_workers: Option<usize>,
+    pub app_env: AppEnv,
+    pub public_base_url: Option<String>,
+    pub internal_api_key: Option<SecretString>,
+    pub jwt_private_key: Option<SecretString>,
+    pub jwt_private_key_path: Option<PathBuf>,
+    pub jwt_external_jwks_path: Option<PathBuf>,
+    pub jwt_external_public_key_path: Option<PathBuf>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub encryption_key: Option<SecretString>,
+    pub dev_keys_dir: PathBuf,
+    pub login_max_failures: i32,
+    pub login_failure_window: Duration,
+    pub login_lockout: Duration,
+    pub login_max_failures_per_ip: u32,
+    pub nats_url: Option<String>,
+    pub scheduler_enabled: bool,
+    pub outbox_enabled: bool,
+    pub allow_insecure_webhook_urls: bool,
+    pub seed_on_start: bool,
+    pub log_format: LogFormat,
+}
+
+/// A setting that is present but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings from a map (tests build their settings this way).
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| map.get(name).cloned())
+    }
+
+    /// Reads settings through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let app_env = match get("APP_ENV").as_deref() {
+            None | Some("development") | Some("dev") => AppEnv::Development,
+            Some("production") | Some("prod") => AppEnv::Production,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "APP_ENV",
+                    reason: format!("expected development or production, got {other:?}"),
+                });
+            }
+        };
+        let dev = app_env == AppEnv::Development;
+        let database_url = get("DATABASE_URL").ok_or(ConfigError {
+            name: "DATABASE_URL",
+            reason: "is required".into(),
+        })?;
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            None if dev => LogFormat::Pretty,
+            None => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "LOG_FORMAT",
+                    reason: format!("expected json or pretty, got {other:?}"),
+                });
+            }
+        };
+        Ok(Self {
+            database_url: SecretString::from(database_url),
+            database_pool_size: parse(&get, "DATABASE_POOL_SIZE", 16)?,
+            database_pool_timeout: millis(&get, "DATABASE_POOL_TIMEOUT_MS", 2000)?,
+            database_connect_timeout: millis(&get, "DATABASE_CONNECT_TIMEOUT_MS", 3000)?,
+            listen_addr: get("LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into()),
+            http_workers: get("HTTP_WORKERS")
+                .map(|v| {
+                    v.parse().map_err(|_| ConfigError {
+                        name: "HTTP_WORKERS",
+                        reason: "expected a positive integer".into(),
+                    })
+                })
+                .transpose()?,
+            app_env,
+            public_base_url: get("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            internal_api_key: get("INTERNAL_API_KEY").map(SecretString::from),
+            jwt_private_key: get("JWT_PRIVATE_KEY").map(SecretString::from),
+            jwt_private_key_path: get("JWT_PRIVATE_KEY_PATH").map(PathBuf::from),
+            jwt_external_jwks_path: get("JWT_EXTERNAL_JWKS_PATH").map(PathBuf::from),
+            jwt_external_public_key_path: get("JWT_EXTERNAL_PUBLIC_KEY_PATH").map(PathBuf::from),
+            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "cpaas-orchestrator".into()),
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "eventzr".into()),
+            access_token_ttl: secs(&get, "ACCESS_TOKEN_TTL_SECS", 3600)?,
+            refresh_token_ttl: secs(&get, "REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            encryption_key: get("CPAAS_ENCRYPTION_KEY").map(SecretString::from),
+            dev_keys_dir: get("DEV_KEYS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".cpaas")),
+            login_max_failures: parse(&get, "LOGIN_MAX_FAILURES", 5)?,
+            login_failure_window: secs(&get, "LOGIN_FAILURE_WINDOW_SECS", 900)?,
+            login_lockout: secs(&get, "LOGIN_LOCKOUT_SECS", 900)?,
+            login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", 50)?,
+            nats_url: get("NATS_URL"),
+            scheduler_enabled: flag(&get, "SCHEDULER_ENABLED", true)?,
+            outbox_enabled: flag(&get, "OUTBOX_ENABLED", true)?,
+            allow_insecure_webhook_urls: flag(&get, "ALLOW_INSECURE_WEBHOOK_URLS", false)?,
+            seed_on_start: flag(&get, "SEED_ON_START", dev)?,
+            log_format,
+        })
+    }
+
+    /// True outside production.
+    pub fn is_development(&self) -> bool {
+        self.app_env == AppEnv::Development
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError {
+            name,
+            reason: format!("cannot parse {v:?}"),
+        }),
+    }
+}
+
+fn secs(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parse(get, name, default).map(Duration::from_secs)
+}
+
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parse(get, name, default).map(Duration::from_millis)
+}
+
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError {
+            name,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}

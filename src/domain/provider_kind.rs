@@ -1,0 +1,351 @@
+//! Provider kinds, the channels each supports and the settings each needs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::Channel;
+
+/// A provider integration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProviderKind {
+    Twilio,
+    MetaWhatsapp,
+    Vonage,
+    AwsSns,
+    Sendgrid,
+    AwsSes,
+    Fcm,
+    Sandbox,
+}
+
+/// How a setting is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Required,
+    Optional,
+}
+
+/// One known setting of a kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    pub name: &'static str,
+    pub need: Need,
+}
+
+const fn req(name: &'static str) -> Setting {
+    Setting {
+        name,
+        need: Need::Required,
+    }
+}
+
+const fn opt(name: &'static str) -> Setting {
+    Setting {
+        name,
+        need: Need::Optional,
+    }
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 8] = [
+        ProviderKind::Twilio,
+        ProviderKind::MetaWhatsapp,
+        ProviderKind::Vonage,
+        ProviderKind::AwsSns,
+        ProviderKind::Sendgrid,
+        ProviderKind::AwsSes,
+        ProviderKind::Fcm,
+        ProviderKind::Sandbox,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Twilio => "TWILIO",
+            ProviderKind::MetaWhatsapp => "META_WHATSAPP",
+            ProviderKind::Vonage => "VONAGE",
+            ProviderKind::AwsSns => "AWS_SNS",
+            ProviderKind::Sendgrid => "SENDGRID",
+            ProviderKind::AwsSes => "AWS_SES",
+            ProviderKind::Fcm => "FCM",
+            ProviderKind::Sandbox => "SANDBOX",
+        }
+    }
+
+    /// The channels this kind can carry.
+    pub fn channels(self) -> &'static [Channel] {
+        use Channel::*;
+        match self {
+            ProviderKind::Twilio => &[Sms, Whatsapp, Voice],
+            ProviderKind::MetaWhatsapp => &[Whatsapp],
+            ProviderKind::Vonage | ProviderKind::AwsSns => &[Sms],
+            ProviderKind::Sendgrid | ProviderKind::AwsSes => &[Email],
+            ProviderKind::Fcm => &[Push],
+            ProviderKind::Sandbox => &Channel::ALL,
+        }
+    }
+
+    /// Readable, non-secret settings (`base_url` is accepted by every kind).
+    pub fn config_settings(self) -> &'static [Setting] {
+        match self {
+            ProviderKind::Twilio => {
+                const { &[opt("from"), opt("messaging_service_sid"), opt("base_url")] }
+            }
+            ProviderKind::MetaWhatsapp => {
+                const {
+                    &[
+                        req("phone_number_id"),
+                        req("waba_id"),
+                        opt("api_version"),
+                        opt("base_url"),
+                    ]
+                }
+            }
+            ProviderKind::Vonage => const { &[req("from"), opt("base_url")] },
+            ProviderKind::AwsSns => const { &[req("region"), opt("sender_id"), opt("base_url")] },
+            ProviderKind::Sendgrid => {
+                const { &[req("from_email"), opt("from_name"), opt("base_url")] }
+            }
+            ProviderKind::AwsSes => {
+                const {
+                    &[
+                        req("region"),
+                        req("from_email"),
+                        opt("configuration_set"),
+                        opt("base_url"),
+                    ]
+                }
+            }
+            ProviderKind::Fcm => const { &[req("project_id"), opt("base_url")] },
+            ProviderKind::Sandbox => {
+                const {
+                    &[
+                        opt("delivery_delay_ms"),
+                        opt("failure_rate"),
+                        opt("failure_code"),
+                        opt("base_url"),
+                    ]
+                }
+            }
+        }
+    }
+
+    /// Write-only secrets.
+    pub fn credential_settings(self) -> &'static [Setting] {
+        match self {
+            ProviderKind::Twilio => const { &[req("account_sid"), req("auth_token")] },
+            ProviderKind::MetaWhatsapp => {
+                const { &[req("access_token"), req("app_secret"), req("verify_token")] }
+            }
+            ProviderKind::Vonage => {
+                const { &[req("api_key"), req("api_secret"), req("signature_secret")] }
+            }
+            ProviderKind::AwsSns | ProviderKind::AwsSes => {
+                const { &[req("access_key_id"), req("secret_access_key")] }
+            }
+            ProviderKind::Sendgrid => const { &[req("api_key"), opt("webhook_public_key")] },
+            ProviderKind::Fcm => const { &[req("service_account")] },
+            ProviderKind::Sandbox => &[],
+        }
+    }
+
+    /// Checks `config` and `credentials` for this kind. The error names the first bad field.
+    pub fn validate(
+        self,
+        config: &Map<String, Value>,
+        credentials: &Map<String, Value>,
+    ) -> Result<(), String> {
+        check_known("config", config, self.config_settings())?;
+        check_known("credentials", credentials, self.credential_settings())?;
+        for (section, map, settings) in [
+            ("config", config, self.config_settings()),
+            ("credentials", credentials, self.credential_settings()),
+        ] {
+            for setting in settings.iter().filter(|s| s.need == Need::Required) {
+                if !map.contains_key(setting.name) {
+                    return Err(format!(
+                        "{section}.{} is required for {}",
+                        setting.name, self
+                    ));
+                }
+            }
+        }
+        if self == ProviderKind::Twilio
+            && !config.contains_key("from")
+            && !config.contains_key("messaging_service_sid")
+        {
+            return Err(
+                "config.from or config.messaging_service_sid is required for TWILIO".into(),
+            );
+        }
+        for (key, value) in config {
+            check_config_value(self, key, value)?;
+        }
+        for (key, value) in credentials {
+            check_credential_value(self, key, value)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_known(
+    section: &str,
+    map: &Map<String, Value>,
+    settings: &[Setting],
+) -> Result<(), String> {
+    for key in map.keys() {
+        if !settings.iter().any(|s| s.name == key) {
+            let known: Vec<&str> = settings.iter().map(|s| s.name).collect();
+            return Err(format!(
+                "{section}.{key} is not a setting of this kind (known: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn non_empty_string<'a>(field: &str, value: &'a Value) -> Result<&'a str, String> {
+    match value.as_str().map(str::trim) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(format!("{field} must be a non-empty string")),
+    }
+}
+
+fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<(), String> {
+    let field = format!("config.{key}");
+    match (kind, key) {
+        (_, "base_url") => {
+            let s = non_empty_string(&field, value)?;
+            match url::Url::parse(s) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+                _ => Err(format!("{field} must be an absolute http(s) URL")),
+            }
+        }
+        (ProviderKind::Sandbox, "delivery_delay_ms") => match value.as_u64() {
+            Some(ms) if ms <= 3_600_000 => Ok(()),
+            _ => Err(format!("{field} must be an integer between 0 and 3600000")),
+        },
+        (ProviderKind::Sandbox, "failure_rate") => match value.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => Ok(()),
+            _ => Err(format!("{field} must be a number between 0 and 1")),
+        },
+        (ProviderKind::Sendgrid | ProviderKind::AwsSes, "from_email") => {
+            let s = non_empty_string(&field, value)?;
+            if s.contains('@') && !s.starts_with('@') && !s.ends_with('@') {
+                Ok(())
+            } else {
+                Err(format!("{field} must be an e-mail address"))
+            }
+        }
+        _ => non_empty_string(&field, value).map(|_| ()),
+    }
+}
+
+fn check_credential_value(kind: ProviderKind, key: &str, value: &Value) -> Result<(), String> {
+    let field = format!("credentials.{key}");
+    if kind == ProviderKind::Fcm && key == "service_account" {
+        let account = match value {
+            Value::Object(map) => map.clone(),
+            Value::String(s) => match serde_json::from_str::<Map<String, Value>>(s) {
+                Ok(map) => map,
+                Err(_) => return Err(format!("{field} must be the service account JSON key")),
+            },
+            _ => return Err(format!("{field} must be the service account JSON key")),
+        };
+        for required in ["client_email", "private_key", "token_uri"] {
+            non_empty_string(
+                &format!("{field}.{required}"),
+                account.get(required).unwrap_or(&Value::Null),
+            )?;
+        }
+        return Ok(());
+    }
+    non_empty_string(&field, value).map(|_| ())
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProviderKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown provider kind {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn twilio_needs_a_sender_and_both_credentials() {
+        let creds = map(json!({"account_sid": "AC1", "auth_token": "t"}));
+        assert!(
+            ProviderKind::Twilio
+                .validate(&map(json!({"from": "+15005550006"})), &creds)
+                .is_ok()
+        );
+        let err = ProviderKind::Twilio
+            .validate(&map(json!({})), &creds)
+            .unwrap_err();
+        assert!(err.contains("from"), "{err}");
+        let err = ProviderKind::Twilio
+            .validate(
+                &map(json!({"from": "+1"})),
+                &map(json!({"account_sid": "AC1"})),
+            )
+            .unwrap_err();
+        assert_eq!(err, "credentials.auth_token is required for TWILIO");
+    }
+
+    #[test]
+    fn unknown_settings_and_bad_urls_are_named() {
+        let err = ProviderKind::Sandbox
+            .validate(&map(json!({"colour": "red"})), &Map::new())
+            .unwrap_err();
+        assert!(err.starts_with("config.colour"), "{err}");
+        let err = ProviderKind::Sandbox
+            .validate(&map(json!({"base_url": "ftp://x"})), &Map::new())
+            .unwrap_err();
+        assert!(err.starts_with("config.base_url"), "{err}");
+    }
+
+    #[test]
+    fn fcm_service_account_must_carry_its_keys() {
+        let config = map(json!({"project_id": "p"}));
+        let ok = map(
+            json!({"service_account": {"client_email": "a@b", "private_key": "k", "token_uri": "https://t"}}),
+        );
+        assert!(ProviderKind::Fcm.validate(&config, &ok).is_ok());
+        let bad = map(json!({"service_account": {"client_email": "a@b"}}));
+        let err = ProviderKind::Fcm.validate(&config, &bad).unwrap_err();
+        assert_eq!(
+            err,
+            "credentials.service_account.private_key must be a non-empty string"
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! `cleanup`: removes what has outlived its use — expired or long-revoked refresh tokens and
+//! stale login-throttle rows.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use super::JobReport;
+use crate::db::schema::{refresh_token_families, refresh_tokens};
+use crate::db::{DbError, DbPool};
+
+/// Revoked families are kept this long for forensics before they are deleted.
+const REVOKED_RETENTION_DAYS: i64 = 7;
+
+pub async fn run(pool: &DbPool) -> Result<JobReport, DbError> {
+    let mut conn = pool.get().await?;
+    let now = chrono::Utc::now();
+    let expired_tokens =
+        diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.lt(now)))
+            .execute(&mut conn)
+            .await?;
+    let revoked_before = now - chrono::Duration::days(REVOKED_RETENTION_DAYS);
+    let old_families = diesel::delete(
+        refresh_token_families::table.filter(refresh_token_families::revoked_at.lt(revoked_before)),
+    )
+    .execute(&mut conn)
+    .await?;
+    let throttles =
+        crate::auth::throttle::purge_expired(&mut conn, std::time::Duration::from_secs(24 * 3600))
+            .await?;
+    let mut report = JobReport {
+        job: "cleanup".into(),
+        ..Default::default()
+    };
+    report
+        .counts
+        .insert("expired_refresh_tokens".into(), expired_tokens as i64);
+    report
+        .counts
+        .insert("revoked_families".into(), old_families as i64);
+    report
+        .counts
+        .insert("login_throttles".into(), throttles as i64);
+    Ok(report)
+}

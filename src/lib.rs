@@ -1,0 +1,18 @@
+//! cpaas-orchestrator: a multi-tenant communications orchestrator.
+
+pub mod actors;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod envelope;
+pub mod error;
+pub mod jobs;
+pub mod openapi;
+pub mod routes;
+pub mod seed;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

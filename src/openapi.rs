@@ -1,0 +1,152 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::auth::Claims;
+use crate::auth::sessions::TokenPair;
+use crate::envelope::{ErrorEnvelope, Meta, Page};
+use crate::routes;
+
+macro_rules! envelope_schema {
+    ($($name:ident => $data:ty),* $(,)?) => {$(
+        #[doc = concat!("Envelope whose `data` is `", stringify!($data), "`.")]
+        #[derive(ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            pub data: $data,
+            #[schema(value_type = Option<Object>)]
+            pub error: Option<()>,
+            pub page: Option<Page>,
+            pub meta: Meta,
+        }
+    )*};
+}
+
+envelope_schema! {
+    TokenPairEnvelope => TokenPair,
+    LogoutEnvelope => routes::auth::LogoutResponse,
+    ClaimsEnvelope => Claims,
+    ProviderEnvelope => routes::providers::ProviderView,
+    ProviderListEnvelope => Vec<routes::providers::ProviderView>,
+    DeletedEnvelope => routes::providers::DeletedView,
+    HealthEnvelope => routes::providers::HealthView,
+    HealthStatusEnvelope => routes::health::HealthStatus,
+    ReadyStatusEnvelope => routes::health::ReadyStatus,
+    JobReportEnvelope => crate::jobs::JobReport,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "internal_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-internal-api-key"))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cpaas-orchestrator",
+        description = "One API for SMS, e-mail, WhatsApp, push and voice across providers.\n\n\
+Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a stable `ERR_` code \
+(see `ErrorEnvelope`). Log in at `POST /auth/v1/login` and send the access token as \
+`Authorization: Bearer <token>`. The JWKS is served as a bare JWK set \
+(`application/jwk-set+json`), as JWKS clients expect.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        routes::auth::login,
+        routes::auth::refresh,
+        routes::auth::logout,
+        routes::auth::me,
+        routes::auth::jwks,
+        routes::providers::list_providers,
+        routes::providers::create_provider,
+        routes::providers::get_provider,
+        routes::providers::update_provider,
+        routes::providers::delete_provider,
+        routes::providers::get_provider_health,
+        routes::health::healthz,
+        routes::health::readyz,
+        routes::jobs::run_job,
+        routes::docs::openapi_json,
+        routes::docs::docs_page,
+    ),
+    components(schemas(ErrorEnvelope, crate::error::ErrorBody, Meta, Page)),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Login, token refresh and logout"),
+        (name = "providers", description = "Providers a tenant sends through"),
+        (name = "internal", description = "Health and operator endpoints"),
+        (name = "docs", description = "This document and its playground"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The methods the documented routes accept at `path` (empty when no route matches it).
+pub fn methods_for_path(path: &str) -> Vec<String> {
+    static ROUTES: OnceLock<Vec<(Vec<String>, Vec<String>)>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        ApiDoc::openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let segments = template.split('/').map(str::to_owned).collect();
+                let methods = serde_json::to_value(item)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .map(|ops| {
+                        ops.keys()
+                            .filter(|k| {
+                                matches!(k.as_str(), "get" | "post" | "put" | "patch" | "delete")
+                            })
+                            .map(|k| k.to_ascii_uppercase())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (segments, methods)
+            })
+            .collect()
+    });
+    let parts: Vec<&str> = path.split('/').collect();
+    let mut allowed: Vec<String> = routes
+        .iter()
+        .filter(|(segments, _)| {
+            segments.len() == parts.len()
+                && segments.iter().zip(&parts).all(|(s, p)| {
+                    s == p || (s.starts_with('{') && s.ends_with('}') && !p.is_empty())
+                })
+        })
+        .flat_map(|(_, methods)| methods.iter().cloned())
+        .collect();
+    allowed.sort();
+    allowed.dedup();
+    allowed
+}
+
+/// The document, rendered once.
+pub fn document_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .unwrap_or_else(|_| "{}".to_owned())
+    })
+}

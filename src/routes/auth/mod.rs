@@ -1,0 +1,197 @@
+//! `/auth/v1`: login, refresh, logout, me and the JWKS.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::actors::token::{Login, Logout, Refresh};
+use crate::auth::sessions::{SessionError, TokenPair};
+use crate::auth::{AuthUser, Claims};
+use crate::envelope::ApiResponse;
+use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(login)
+        .service(refresh)
+        .service(logout)
+        .service(me)
+        .service(jwks);
+}
+
+/// Body of `POST /auth/v1/login`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "dev@eventzr.com")]
+    pub email: String,
+    #[schema(example = "Password123!")]
+    pub password: String,
+}
+
+/// Body of `POST /auth/v1/refresh` and `POST /auth/v1/logout`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[serde(rename = "refreshToken")]
+    pub refresh_token: String,
+}
+
+/// Answer of logout.
+#[derive(Serialize, ToSchema)]
+pub struct LogoutResponse {
+    pub revoked: bool,
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::InvalidCredentials => {
+                ApiError::new(ErrorCode::InvalidCredentials, "invalid e-mail or password")
+            }
+            SessionError::TooManyAttempts { retry_after_secs } => ApiError::new(
+                ErrorCode::TooManyAttempts,
+                "too many failed login attempts; try again later",
+            )
+            .with_retry_after(retry_after_secs),
+            SessionError::InvalidRefreshToken => ApiError::new(
+                ErrorCode::InvalidRefreshToken,
+                "the refresh token is invalid, expired or revoked",
+            ),
+            SessionError::RefreshTokenReused => ApiError::new(
+                ErrorCode::RefreshTokenReused,
+                "this refresh token was already used; the session has been revoked, log in again",
+            ),
+            SessionError::Db(e) => e.into(),
+            SessionError::Signing(e) => ApiError::internal(e),
+        }
+    }
+}
+
+fn mailbox(err: actix::MailboxError) -> ApiError {
+    ApiError::unavailable(anyhow::anyhow!("token service unavailable: {err}"))
+}
+
+fn require_non_empty(fields: &[(&str, &str)]) -> ApiResult<()> {
+    let missing: Vec<FieldError> = fields
+        .iter()
+        .filter(|(_, v)| v.trim().is_empty())
+        .map(|(name, _)| FieldError::new(*name, "must not be empty"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(missing))
+    }
+}
+
+/// Log in with e-mail and password.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = crate::openapi::TokenPairEnvelope),
+        (status = 400, description = "Invalid body", body = crate::envelope::ErrorEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_CREDENTIALS", body = crate::envelope::ErrorEnvelope),
+        (status = 429, description = "ERR_AUTH_TOO_MANY_ATTEMPTS, with Retry-After", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/auth/v1/login")]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<ApiResponse<TokenPair>> {
+    let body = body.into_inner();
+    require_non_empty(&[("email", &body.email), ("password", &body.password)])?;
+    let client = req.peer_addr().map(|a| a.ip());
+    let pair = state
+        .tokens
+        .send(Login {
+            email: body.email,
+            password: body.password,
+            client,
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(ApiResponse::ok(pair))
+}
+
+/// Exchange a refresh token for a new pair; the presented token is spent.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = crate::openapi::TokenPairEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_REFRESH_TOKEN or ERR_AUTH_REFRESH_TOKEN_REUSED (the family is revoked)", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/auth/v1/refresh")]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> ApiResult<ApiResponse<TokenPair>> {
+    let body = body.into_inner();
+    require_non_empty(&[("refreshToken", &body.refresh_token)])?;
+    let pair = state
+        .tokens
+        .send(Refresh {
+            refresh_token: body.refresh_token,
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(ApiResponse::ok(pair))
+}
+
+/// Revoke the session (refresh-token family) of a refresh token.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The family is revoked", body = crate::openapi::LogoutEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_REFRESH_TOKEN", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/auth/v1/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> ApiResult<ApiResponse<LogoutResponse>> {
+    let body = body.into_inner();
+    require_non_empty(&[("refreshToken", &body.refresh_token)])?;
+    state
+        .tokens
+        .send(Logout {
+            refresh_token: body.refresh_token,
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(ApiResponse::ok(LogoutResponse { revoked: true }))
+}
+
+/// The caller's claims.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The verified claims of the access token", body = crate::openapi::ClaimsEnvelope),
+        (status = 401, description = "ERR_CPAAS_UNAUTHORIZED or ERR_CPAAS_TOKEN_EXPIRED", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/auth/v1/me")]
+pub async fn me(user: AuthUser) -> ApiResult<ApiResponse<Claims>> {
+    Ok(ApiResponse::ok(user.claims))
+}
+
+/// The public keys that verify access tokens (a JWK set; not enveloped, as JWKS clients expect).
+#[utoipa::path(
+    tag = "auth",
+    responses((status = 200, description = "JWK set", body = Object))
+)]
+#[get("/auth/v1/.well-known/jwks.json")]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=300"))
+        .content_type("application/jwk-set+json")
+        .body(state.keys.jwks().to_string())
+}

@@ -1,0 +1,18 @@
+//! HTTP routes, one module per resource.
+
+pub mod auth;
+pub mod docs;
+pub mod health;
+pub mod jobs;
+pub mod providers;
+
+use actix_web::web;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    health::configure(cfg);
+    docs::configure(cfg);
+    auth::configure(cfg);
+    providers::configure(cfg);
+    jobs::configure(cfg);
+}

@@ -1,0 +1,392 @@
+//! Provider handlers.
+
+use actix_web::{delete, get, patch, post, web};
+use diesel_async::AsyncConnection;
+use serde_json::{Map, Value};
+
+use super::{
+    CreateProviderRequest, DeletedView, HealthView, ProviderListQuery, ProviderView,
+    UpdateProviderRequest,
+};
+use crate::auth::AuthUser;
+use crate::crypto::CredentialCipher;
+use crate::db::pagination::PageParams;
+use crate::db::providers::{self as db, NewProvider, ProviderChanges, ProviderFilter};
+use crate::domain::roles::Permission;
+use crate::domain::{Channel, ProviderId, ProviderKind};
+use crate::envelope::ApiResponse;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+
+fn invalid_config(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidProviderConfig, message)
+}
+
+fn parse_kind(kind: &str) -> ApiResult<ProviderKind> {
+    kind.parse().map_err(|e: String| {
+        let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::invalid_field("kind", format!("{e}; expected one of {}", known.join(", ")))
+    })
+}
+
+fn parse_channels(kind: ProviderKind, channels: Option<&[String]>) -> ApiResult<Vec<Channel>> {
+    let Some(channels) = channels else {
+        return Ok(kind.channels().to_vec());
+    };
+    if channels.is_empty() {
+        return Err(invalid_config("channels must name at least one channel"));
+    }
+    let mut parsed = Vec::with_capacity(channels.len());
+    for c in channels {
+        let channel: Channel = c
+            .parse()
+            .map_err(|e: String| ApiError::new(ErrorCode::InvalidChannel, e))?;
+        if !kind.channels().contains(&channel) {
+            return Err(invalid_config(format!(
+                "{kind} does not support the {channel} channel"
+            )));
+        }
+        if !parsed.contains(&channel) {
+            parsed.push(channel);
+        }
+    }
+    parsed.sort();
+    Ok(parsed)
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid_field(
+            "name",
+            "must be 1 to 100 characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_priority(priority: i32) -> ApiResult<i32> {
+    if (0..=10_000).contains(&priority) {
+        Ok(priority)
+    } else {
+        Err(ApiError::invalid_field(
+            "priority",
+            "must be between 0 and 10000",
+        ))
+    }
+}
+
+fn aad(tenant_id: uuid::Uuid, id: uuid::Uuid) -> Vec<u8> {
+    [tenant_id.as_bytes().as_slice(), id.as_bytes().as_slice()].concat()
+}
+
+fn seal(
+    cipher: &CredentialCipher,
+    tenant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    creds: &Map<String, Value>,
+) -> ApiResult<Vec<u8>> {
+    let plain = serde_json::to_vec(creds).map_err(ApiError::internal)?;
+    cipher
+        .seal(&plain, &aad(tenant_id, id))
+        .map_err(ApiError::internal)
+}
+
+/// Opens a provider's sealed credentials.
+pub fn open_credentials(
+    cipher: &CredentialCipher,
+    tenant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    sealed: &[u8],
+) -> anyhow::Result<Map<String, Value>> {
+    let plain = cipher.open(sealed, &aad(tenant_id, id))?;
+    Ok(serde_json::from_slice(&plain)?)
+}
+
+fn key_names(creds: &Map<String, Value>) -> Vec<Option<String>> {
+    creds.keys().map(|k| Some(k.clone())).collect()
+}
+
+fn to_texts(channels: &[Channel]) -> Vec<Option<String>> {
+    channels
+        .iter()
+        .map(|c| Some(c.as_str().to_owned()))
+        .collect()
+}
+
+/// List the tenant's providers, newest first.
+#[utoipa::path(
+    tag = "providers",
+    security(("bearer" = [])),
+    params(ProviderListQuery),
+    responses(
+        (status = 200, description = "A page of providers", body = crate::openapi::ProviderListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/providers")]
+pub async fn list_providers(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<ProviderListQuery>,
+) -> ApiResult<ApiResponse<Vec<ProviderView>>> {
+    user.require(Permission::Read)?;
+    let query = query.into_inner();
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .parse()?;
+    let filter = ProviderFilter {
+        kind: query
+            .kind
+            .as_deref()
+            .map(parse_kind)
+            .transpose()?
+            .map(|k| k.as_str().to_owned()),
+        channel: query
+            .channel
+            .as_deref()
+            .map(|c| {
+                c.parse::<Channel>()
+                    .map_err(|e| ApiError::new(ErrorCode::InvalidChannel, e))
+            })
+            .transpose()?
+            .map(|c| c.as_str().to_owned()),
+        is_active: query.is_active,
+    };
+    let mut conn = state.pool.get().await?;
+    let rows =
+        db::list_providers(&mut conn, user.tenant_id, &filter, page.before, page.limit).await?;
+    let (rows, page) = page.finish(rows, |r| r.id);
+    Ok(ApiResponse::list(
+        rows.into_iter().map(ProviderView::from_row).collect(),
+        page,
+    ))
+}
+
+/// Add a provider (admin).
+#[utoipa::path(
+    tag = "providers",
+    security(("bearer" = [])),
+    request_body = CreateProviderRequest,
+    responses(
+        (status = 201, description = "The provider", body = crate::openapi::ProviderEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "A provider with this name exists", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/providers")]
+pub async fn create_provider(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    body: web::Json<CreateProviderRequest>,
+) -> ApiResult<ApiResponse<ProviderView>> {
+    user.require(Permission::Admin)?;
+    let body = body.into_inner();
+    let name = check_name(&body.name)?;
+    let kind = parse_kind(&body.kind)?;
+    let channels = parse_channels(kind, body.channels.as_deref())?;
+    let priority = check_priority(body.priority.unwrap_or(100))?;
+    let config = body.config.unwrap_or_default();
+    let credentials = body.credentials.unwrap_or_default();
+    kind.validate(&config, &credentials)
+        .map_err(invalid_config)?;
+
+    let id = ProviderId::generate();
+    let new = NewProvider {
+        id: id.uuid(),
+        tenant_id: user.tenant_id,
+        name,
+        kind: kind.as_str().to_owned(),
+        channels: to_texts(&channels),
+        priority,
+        is_active: body.is_active.unwrap_or(true),
+        config: Value::Object(config),
+        credentials_encrypted: seal(&state.cipher, user.tenant_id, id.uuid(), &credentials)?,
+        credential_keys: key_names(&credentials),
+    };
+    let mut conn = state.pool.get().await?;
+    if db::name_taken(&mut conn, user.tenant_id, &new.name).await? {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("a provider named {:?} already exists", new.name),
+        ));
+    }
+    let row = db::insert_provider(&mut conn, &new).await?;
+    Ok(ApiResponse::created(ProviderView::from_row(row)))
+}
+
+/// One provider.
+#[utoipa::path(
+    tag = "providers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Provider id (prv_…)")),
+    responses(
+        (status = 200, description = "The provider", body = crate::openapi::ProviderEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/providers/{id}")]
+pub async fn get_provider(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<ProviderView>> {
+    user.require(Permission::Read)?;
+    let id = ProviderId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    let row = db::get_provider(&mut conn, user.tenant_id, id.uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("provider"))?;
+    Ok(ApiResponse::ok(ProviderView::from_row(row)))
+}
+
+/// Change a provider (admin).
+#[utoipa::path(
+    tag = "providers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Provider id (prv_…)")),
+    request_body = UpdateProviderRequest,
+    responses(
+        (status = 200, description = "The provider", body = crate::openapi::ProviderEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "A provider with this name exists", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[patch("/cpaas/v1/providers/{id}")]
+pub async fn update_provider(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<UpdateProviderRequest>,
+) -> ApiResult<ApiResponse<ProviderView>> {
+    user.require(Permission::Admin)?;
+    let id = ProviderId::from_path(&path)?;
+    let body = body.into_inner();
+    let name = body.name.as_deref().map(check_name).transpose()?;
+    let priority = body.priority.map(check_priority).transpose()?;
+    let tenant_id = user.tenant_id;
+    let cipher = state.cipher.clone();
+    let mut conn = state.pool.get().await?;
+    let row = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let current = db::lock_provider(conn, tenant_id, id.uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("provider"))?;
+            let kind = parse_kind(&current.kind)?;
+            let channels = body
+                .channels
+                .as_deref()
+                .map(|c| parse_channels(kind, Some(c)))
+                .transpose()?;
+            let config = match body.config {
+                Some(config) => config,
+                None => match current.config {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                },
+            };
+            let mut credentials = open_credentials(
+                &cipher,
+                tenant_id,
+                id.uuid(),
+                &current.credentials_encrypted,
+            )
+            .map_err(ApiError::internal)?;
+            let credentials_changed = body.credentials.is_some();
+            for (key, value) in body.credentials.unwrap_or_default() {
+                if value.is_null() {
+                    credentials.remove(&key);
+                } else {
+                    credentials.insert(key, value);
+                }
+            }
+            kind.validate(&config, &credentials)
+                .map_err(invalid_config)?;
+            if let Some(name) = &name
+                && *name != current.name
+                && db::name_taken(conn, tenant_id, name).await?
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("a provider named {name:?} already exists"),
+                ));
+            }
+            let changes = ProviderChanges {
+                name,
+                channels: channels.as_deref().map(to_texts),
+                priority,
+                is_active: body.is_active,
+                config: Some(Value::Object(config)),
+                credentials_encrypted: if credentials_changed {
+                    Some(seal(&cipher, tenant_id, id.uuid(), &credentials)?)
+                } else {
+                    None
+                },
+                credential_keys: credentials_changed.then(|| key_names(&credentials)),
+                updated_at: Some(chrono::Utc::now()),
+            };
+            Ok(db::update_provider(conn, tenant_id, id.uuid(), &changes).await?)
+        })
+        .await?;
+    Ok(ApiResponse::ok(ProviderView::from_row(row)))
+}
+
+/// Remove a provider (admin). It stops being used at once; past messages keep their reference.
+#[utoipa::path(
+    tag = "providers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Provider id (prv_…)")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
+        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[delete("/cpaas/v1/providers/{id}")]
+pub async fn delete_provider(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<DeletedView>> {
+    user.require(Permission::Admin)?;
+    let id = ProviderId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    if !db::delete_provider(&mut conn, user.tenant_id, id.uuid()).await? {
+        return Err(ApiError::not_found("provider"));
+    }
+    Ok(ApiResponse::ok(DeletedView {
+        id: id.to_string(),
+        deleted: true,
+    }))
+}
+
+/// Health of one provider.
+#[utoipa::path(
+    tag = "providers",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Provider id (prv_…)")),
+    responses(
+        (status = 200, description = "Health", body = crate::openapi::HealthEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/providers/{id}/health")]
+pub async fn get_provider_health(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<HealthView>> {
+    user.require(Permission::Read)?;
+    let id = ProviderId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    let row = db::get_provider(&mut conn, user.tenant_id, id.uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("provider"))?;
+    Ok(ApiResponse::ok(ProviderView::from_row(row).health))
+}

@@ -1,0 +1,125 @@
+//! Builds the application: pool, keys, actors and the HTTP server (bound to port 0 in tests).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::actors::TokenActor;
+use crate::auth::SigningKeys;
+use crate::auth::sessions::SessionDeps;
+use crate::config::Settings;
+use crate::crypto::CredentialCipher;
+use crate::envelope;
+use crate::routes;
+use crate::state::AppState;
+use crate::telemetry::RequestSpan;
+
+/// Largest accepted JSON body.
+pub const JSON_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
+/// A built, bound, not yet awaited application.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+/// The credential cipher the settings name; generated into `DEV_KEYS_DIR` in development.
+pub fn load_cipher(settings: &Settings) -> anyhow::Result<CredentialCipher> {
+    let key = match &settings.encryption_key {
+        Some(key) => key.expose_secret().to_owned(),
+        None if settings.is_development() => crate::auth::keys::read_or_create(
+            &settings.dev_keys_dir.join("encryption.key"),
+            || Ok(CredentialCipher::generate_key()),
+        )?,
+        None => anyhow::bail!("CPAAS_ENCRYPTION_KEY is required in production"),
+    };
+    CredentialCipher::from_base64(&key).map_err(|e| anyhow::anyhow!("CPAAS_ENCRYPTION_KEY: {e}"))
+}
+
+impl Application {
+    /// Builds everything and binds `LISTEN_ADDR`. Must run inside an actix system.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.listen_addr)
+            .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", settings.listen_addr))?;
+        let settings = Arc::new(settings);
+        let keys = Arc::new(SigningKeys::from_settings(&settings)?);
+        let cipher = load_cipher(&settings)?;
+        let pool = crate::db::build_pool(&settings)?;
+        let tokens = TokenActor::new(SessionDeps {
+            pool: pool.clone(),
+            keys: keys.clone(),
+            settings: settings.clone(),
+        })
+        .start();
+        let state = AppState {
+            pool,
+            settings: settings.clone(),
+            keys,
+            cipher,
+            tokens,
+        };
+        let port = listener.local_addr()?.port();
+        let server = serve(listener, state.clone(), settings.http_workers)?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGTERM or SIGINT stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    state: AppState,
+    workers: Option<usize>,
+) -> std::io::Result<Server> {
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(JSON_LIMIT_BYTES)
+                    .error_handler(envelope::json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(envelope::query_error))
+            .app_data(web::PathConfig::default().error_handler(envelope::path_error))
+            .wrap(TracingLogger::<RequestSpan>::new())
+            .wrap(from_fn(envelope::request_context))
+            .configure(routes::configure)
+            .default_service(web::to(envelope::not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .client_request_timeout(Duration::from_secs(30));
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,21 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::actors::TokenActor;
+use crate::auth::SigningKeys;
+use crate::config::Settings;
+use crate::crypto::CredentialCipher;
+use crate::db::DbPool;
+
+/// Shared application state, cloned into every worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<SigningKeys>,
+    pub cipher: CredentialCipher,
+    pub tokens: Addr<TokenActor>,
+}

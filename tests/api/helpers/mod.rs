@@ -1,0 +1,220 @@
+//! Test harness: a fresh database per test (cloned from a migrated template), the app on
+//! port 0, tokens minted with the test key, and small HTTP helpers.
+
+pub mod db;
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use cpaas::auth::{Claims, SigningKeys};
+use cpaas::config::Settings;
+use cpaas::db::DbPool;
+use cpaas::startup::Application;
+use reqwest::{Method, Response};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub const INTERNAL_KEY: &str = "test-internal-key";
+pub const ENCRYPTION_KEY: &str = "izWRGxwRpUs4W7fIv88MfMM7ZB3b7bg+i+kQgavXeJo=";
+pub const ISSUER: &str = "cpaas-orchestrator";
+pub const AUDIENCE: &str = "eventzr";
+pub const DEV_TENANT: Uuid = cpaas::seed::DEV_TENANT_ID;
+
+pub fn key_path() -> String {
+    format!(
+        "{}/tests/fixtures/jwt_test_key.pem",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// The keys the test app signs with, to mint tokens directly.
+pub fn test_keys() -> Arc<SigningKeys> {
+    static KEYS: std::sync::OnceLock<Arc<SigningKeys>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let pem = std::fs::read_to_string(key_path()).expect("test key");
+        Arc::new(SigningKeys::from_private_pem(&pem, ISSUER, AUDIENCE).expect("keys"))
+    })
+    .clone()
+}
+
+/// A running app on its own database.
+pub struct TestApp {
+    pub address: String,
+    pub db_name: String,
+    pub database_url: String,
+    pub pool: DbPool,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    handle: ServerHandle,
+}
+
+/// The settings every test app starts from.
+pub fn base_env(database_url: &str) -> HashMap<String, String> {
+    let dev_keys = std::env::temp_dir().join("cpaas-test-keys");
+    [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("DATABASE_POOL_SIZE", "6".into()),
+        ("DATABASE_POOL_TIMEOUT_MS", "1500".into()),
+        ("DATABASE_CONNECT_TIMEOUT_MS", "1500".into()),
+        ("LISTEN_ADDR", "127.0.0.1:0".into()),
+        ("HTTP_WORKERS", "2".into()),
+        ("APP_ENV", "development".into()),
+        ("JWT_PRIVATE_KEY_PATH", key_path()),
+        ("CPAAS_ENCRYPTION_KEY", ENCRYPTION_KEY.into()),
+        ("INTERNAL_API_KEY", INTERNAL_KEY.into()),
+        ("DEV_KEYS_DIR", dev_keys.display().to_string()),
+        ("SEED_ON_START", "false".into()),
+        ("PUBLIC_BASE_URL", "http://127.0.0.1:9".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Spawns the app on a fresh, seeded database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the app on a fresh, seeded database, after `configure` adjusts its environment.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let db_name = db::create_test_database();
+    let url = db::database_url(&db_name);
+    let app = spawn_on(&db_name, &url, configure).await;
+    let mut conn = app.pool.get().await.expect("connection");
+    let cipher = cpaas::startup::load_cipher(&app.settings).expect("cipher");
+    cpaas::seed::run(&mut conn, &cipher).await.expect("seeds");
+    app
+}
+
+/// Spawns another app process-alike on an existing database (a restart, or a second replica).
+pub async fn spawn_on(
+    db_name: &str,
+    database_url: &str,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let mut env = base_env(database_url);
+    configure(&mut env);
+    let settings = Settings::from_map(&env).expect("settings");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("app builds");
+    let port = app.port();
+    let pool = app.state().pool.clone();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        db_name: db_name.to_owned(),
+        database_url: database_url.to_owned(),
+        pool,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        settings,
+        handle,
+    }
+}
+
+/// Claims for a token minted by the test, valid for an hour.
+pub fn claims(tenant: Uuid, roles: &[&str], tier: &str) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        sub: Uuid::now_v7().to_string(),
+        tenant_id: tenant,
+        email: "someone@example.com".into(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        plan_tier: tier.into(),
+        iat: now,
+        exp: now + 3600,
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+        jti: Uuid::new_v4().to_string(),
+    }
+}
+
+/// A signed access token.
+pub fn token(tenant: Uuid, roles: &[&str], tier: &str) -> String {
+    test_keys()
+        .sign(&claims(tenant, roles, tier))
+        .expect("sign")
+}
+
+/// An admin token for the dev tenant.
+pub fn admin_token() -> String {
+    token(DEV_TENANT, &["admin"], "professional")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    /// A request with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Logs in and returns the `data` of the answer.
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/auth/v1/login"))
+            .json(&serde_json::json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login sent")
+    }
+}
+
+/// Status and parsed body of a response.
+pub async fn json(res: Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// The `error.code` of an envelope.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the app on port 0, a fresh database per test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth_login;
+mod auth_refresh;
+mod auth_tokens;
+mod envelope;
+mod health;
+mod internal_key;
+mod providers;
