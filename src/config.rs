@@ -51,6 +51,7 @@ pub struct Settings {
     pub outbox_enabled: bool,
     pub allow_insecure_webhook_urls: bool,
     pub seed_on_start: bool,
+    pub rate_limit_overrides: HashMap<(crate::domain::PlanTier, crate::domain::Channel), u32>,
     pub log_format: LogFormat,
 }
 
@@ -141,6 +142,13 @@ impl Settings {
             outbox_enabled: flag(&get, "OUTBOX_ENABLED", true)?,
             allow_insecure_webhook_urls: flag(&get, "ALLOW_INSECURE_WEBHOOK_URLS", false)?,
             seed_on_start: flag(&get, "SEED_ON_START", dev)?,
+            rate_limit_overrides: crate::rate_limit::parse_overrides(
+                &get("RATE_LIMIT_OVERRIDES").unwrap_or_default(),
+            )
+            .map_err(|reason| ConfigError {
+                name: "RATE_LIMIT_OVERRIDES",
+                reason,
+            })?,
             log_format,
         })
     }

@@ -143,6 +143,20 @@ impl<T: Serialize> Responder for ApiResponse<T> {
     }
 }
 
+/// Renders a success envelope to bytes.
+pub fn render_envelope<T: Serialize>(
+    data: &T,
+    page: Option<Page>,
+    meta: &Meta,
+) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Envelope {
+        data: Some(data),
+        error: None,
+        page,
+        meta: meta.clone(),
+    })
+}
+
 fn mime_json() -> HeaderValue {
     HeaderValue::from_static("application/json")
 }
@@ -159,6 +173,9 @@ pub fn error_response(err: &ApiError, meta: &Meta) -> HttpResponse {
     builder.content_type(mime_json());
     if let Some(secs) = err.retry_after_secs {
         builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    for (name, value) in &err.headers {
+        builder.insert_header((*name, value.as_str()));
     }
     builder.body(serde_json::to_vec(&envelope).unwrap_or_default())
 }

@@ -108,6 +108,8 @@ pub struct ApiError {
     pub message: String,
     pub details: Option<Value>,
     pub retry_after_secs: Option<u64>,
+    /// Extra response headers (e.g. `X-RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
     /// Logged with the request id; never sent.
     pub cause: Option<anyhow::Error>,
 }
@@ -138,6 +140,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after_secs: None,
+            headers: Vec::new(),
             cause: None,
         }
     }
@@ -190,6 +193,11 @@ impl ApiError {
 
     pub fn with_details(mut self, details: impl Serialize) -> Self {
         self.details = serde_json::to_value(details).ok();
+        self
+    }
+
+    pub fn with_headers(mut self, headers: &[(&'static str, String)]) -> Self {
+        self.headers.extend(headers.iter().cloned());
         self
     }
 

@@ -36,6 +36,11 @@ envelope_schema! {
     HealthStatusEnvelope => routes::health::HealthStatus,
     ReadyStatusEnvelope => routes::health::ReadyStatus,
     JobReportEnvelope => crate::jobs::JobReport,
+    MessageEnvelope => routes::messages::MessageView,
+    MessageListEnvelope => Vec<routes::messages::MessageView>,
+    AttemptListEnvelope => Vec<routes::messages::AttemptView>,
+    BulkEnvelope => routes::messages::BulkResponse,
+    UsageEnvelope => routes::usage::UsageReport,
 }
 
 struct Security;
@@ -85,6 +90,13 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         routes::health::healthz,
         routes::health::readyz,
         routes::jobs::run_job,
+        routes::messages::send_message,
+        routes::messages::send_bulk,
+        routes::messages::list_messages,
+        routes::messages::get_message,
+        routes::messages::list_attempts,
+        routes::messages::cancel_message,
+        routes::usage::get_usage,
         routes::docs::openapi_json,
         routes::docs::docs_page,
     ),
@@ -93,6 +105,8 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
     tags(
         (name = "auth", description = "Login, token refresh and logout"),
         (name = "providers", description = "Providers a tenant sends through"),
+        (name = "messages", description = "Send and follow messages"),
+        (name = "usage", description = "Counts and cost"),
         (name = "internal", description = "Health and operator endpoints"),
         (name = "docs", description = "This document and its playground"),
     )

@@ -65,6 +65,9 @@ impl Application {
             keys,
             cipher,
             tokens,
+            rate_limits: Arc::new(crate::rate_limit::RateLimits::new(
+                &settings.rate_limit_overrides,
+            )),
         };
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;
@@ -110,6 +113,7 @@ fn serve(
             )
             .app_data(web::QueryConfig::default().error_handler(envelope::query_error))
             .app_data(web::PathConfig::default().error_handler(envelope::path_error))
+            .wrap(from_fn(crate::idempotency::fingerprint_requests))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(envelope::request_context))
             .configure(routes::configure)

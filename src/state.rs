@@ -9,6 +9,7 @@ use crate::auth::SigningKeys;
 use crate::config::Settings;
 use crate::crypto::CredentialCipher;
 use crate::db::DbPool;
+use crate::rate_limit::RateLimits;
 
 /// Shared application state, cloned into every worker.
 #[derive(Clone)]
@@ -18,4 +19,5 @@ pub struct AppState {
     pub keys: Arc<SigningKeys>,
     pub cipher: CredentialCipher,
     pub tokens: Addr<TokenActor>,
+    pub rate_limits: Arc<RateLimits>,
 }

@@ -1,12 +1,97 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    idempotency_keys (tenant_id, key) {
+        tenant_id -> Uuid,
+        key -> Text,
+        method -> Text,
+        path -> Text,
+        fingerprint -> Bytea,
+        status_code -> Int4,
+        response_body -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     login_throttles (account) {
         account -> Text,
         failures -> Int4,
         window_start -> Timestamptz,
         locked_until -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    message_attempts (id) {
+        id -> Uuid,
+        message_id -> Uuid,
+        tenant_id -> Uuid,
+        attempt_number -> Int4,
+        provider_id -> Uuid,
+        provider_kind -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<Text>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        latency_ms -> Nullable<Int4>,
+        provider_message_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        channel -> Text,
+        recipient -> Text,
+        status -> Text,
+        subject -> Nullable<Text>,
+        body -> Text,
+        template_id -> Nullable<Uuid>,
+        template_version -> Nullable<Int4>,
+        pinned_provider_id -> Nullable<Uuid>,
+        provider_id -> Nullable<Uuid>,
+        provider_kind -> Nullable<Text>,
+        provider_message_id -> Nullable<Text>,
+        attempts -> Int4,
+        cost_usd_micros -> Nullable<Int8>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        metadata -> Jsonb,
+        source_event_id -> Nullable<Text>,
+        scheduled_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        delivered_at -> Nullable<Timestamptz>,
+        read_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+        cancelled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    outbox_events (id) {
+        id -> Uuid,
+        seq -> Int8,
+        tenant_id -> Nullable<Uuid>,
+        aggregate_type -> Text,
+        aggregate_id -> Uuid,
+        topic -> Text,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamptz>,
+        destinations_done -> Array<Nullable<Text>>,
+        last_error -> Nullable<Text>,
+        completed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -78,13 +163,19 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(message_attempts -> messages (message_id));
+diesel::joinable!(messages -> tenants (tenant_id));
 diesel::joinable!(providers -> tenants (tenant_id));
 diesel::joinable!(refresh_token_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
 diesel::joinable!(users -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    idempotency_keys,
     login_throttles,
+    message_attempts,
+    messages,
+    outbox_events,
     providers,
     refresh_token_families,
     refresh_tokens,

@@ -4,7 +4,9 @@ pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod jobs;
+pub mod messages;
 pub mod providers;
+pub mod usage;
 
 use actix_web::web;
 
@@ -14,5 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     docs::configure(cfg);
     auth::configure(cfg);
     providers::configure(cfg);
+    messages::configure(cfg);
+    usage::configure(cfg);
     jobs::configure(cfg);
 }

@@ -1,6 +1,7 @@
 //! Provider handlers.
 
-use actix_web::{delete, get, patch, post, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, delete, get, patch, post, web};
 use diesel_async::AsyncConnection;
 use serde_json::{Map, Value};
 
@@ -14,8 +15,9 @@ use crate::db::pagination::PageParams;
 use crate::db::providers::{self as db, NewProvider, ProviderChanges, ProviderFilter};
 use crate::domain::roles::Permission;
 use crate::domain::{Channel, ProviderId, ProviderKind};
-use crate::envelope::ApiResponse;
+use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::idempotency::{Idempotency, Reply};
 use crate::state::AppState;
 
 fn invalid_config(message: impl Into<String>) -> ApiError {
@@ -180,10 +182,12 @@ pub async fn list_providers(
 )]
 #[post("/cpaas/v1/providers")]
 pub async fn create_provider(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     body: web::Json<CreateProviderRequest>,
-) -> ApiResult<ApiResponse<ProviderView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
     let body = body.into_inner();
     let name = check_name(&body.name)?;
@@ -208,15 +212,32 @@ pub async fn create_provider(
         credentials_encrypted: seal(&state.cipher, user.tenant_id, id.uuid(), &credentials)?,
         credential_keys: key_names(&credentials),
     };
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    if db::name_taken(&mut conn, user.tenant_id, &new.name).await? {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("a provider named {:?} already exists", new.name),
-        ));
-    }
-    let row = db::insert_provider(&mut conn, &new).await?;
-    Ok(ApiResponse::created(ProviderView::from_row(row)))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        if db::name_taken(conn, tenant, &new.name).await? {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("a provider named {:?} already exists", new.name),
+            ));
+        }
+        let row = db::insert_provider(conn, &new).await?;
+        idempotency
+            .finish(
+                conn,
+                tenant,
+                &meta,
+                StatusCode::CREATED,
+                &ProviderView::from_row(row),
+                None,
+            )
+            .await
+    })
+    .await
 }
 
 /// One provider.
@@ -260,11 +281,13 @@ pub async fn get_provider(
 )]
 #[patch("/cpaas/v1/providers/{id}")]
 pub async fn update_provider(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
     body: web::Json<UpdateProviderRequest>,
-) -> ApiResult<ApiResponse<ProviderView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
     let id = ProviderId::from_path(&path)?;
     let body = body.into_inner();
@@ -272,69 +295,81 @@ pub async fn update_provider(
     let priority = body.priority.map(check_priority).transpose()?;
     let tenant_id = user.tenant_id;
     let cipher = state.cipher.clone();
+    let meta = Meta::of(&req);
     let mut conn = state.pool.get().await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let current = db::lock_provider(conn, tenant_id, id.uuid())
-                .await?
-                .ok_or_else(|| ApiError::not_found("provider"))?;
-            let kind = parse_kind(&current.kind)?;
-            let channels = body
-                .channels
-                .as_deref()
-                .map(|c| parse_channels(kind, Some(c)))
-                .transpose()?;
-            let config = match body.config {
-                Some(config) => config,
-                None => match current.config {
-                    Value::Object(map) => map,
-                    _ => Map::new(),
-                },
-            };
-            let mut credentials = open_credentials(
-                &cipher,
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant_id).await? {
+            return Ok(replay);
+        }
+        let current = db::lock_provider(conn, tenant_id, id.uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("provider"))?;
+        let kind = parse_kind(&current.kind)?;
+        let channels = body
+            .channels
+            .as_deref()
+            .map(|c| parse_channels(kind, Some(c)))
+            .transpose()?;
+        let config = match body.config {
+            Some(config) => config,
+            None => match current.config {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            },
+        };
+        let mut credentials = open_credentials(
+            &cipher,
+            tenant_id,
+            id.uuid(),
+            &current.credentials_encrypted,
+        )
+        .map_err(ApiError::internal)?;
+        let credentials_changed = body.credentials.is_some();
+        for (key, value) in body.credentials.unwrap_or_default() {
+            if value.is_null() {
+                credentials.remove(&key);
+            } else {
+                credentials.insert(key, value);
+            }
+        }
+        kind.validate(&config, &credentials)
+            .map_err(invalid_config)?;
+        if let Some(name) = &name
+            && *name != current.name
+            && db::name_taken(conn, tenant_id, name).await?
+        {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("a provider named {name:?} already exists"),
+            ));
+        }
+        let changes = ProviderChanges {
+            name,
+            channels: channels.as_deref().map(to_texts),
+            priority,
+            is_active: body.is_active,
+            config: Some(Value::Object(config)),
+            credentials_encrypted: if credentials_changed {
+                Some(seal(&cipher, tenant_id, id.uuid(), &credentials)?)
+            } else {
+                None
+            },
+            credential_keys: credentials_changed.then(|| key_names(&credentials)),
+            updated_at: Some(chrono::Utc::now()),
+        };
+        let row = db::update_provider(conn, tenant_id, id.uuid(), &changes).await?;
+        idempotency
+            .finish(
+                conn,
                 tenant_id,
-                id.uuid(),
-                &current.credentials_encrypted,
+                &meta,
+                StatusCode::OK,
+                &ProviderView::from_row(row),
+                None,
             )
-            .map_err(ApiError::internal)?;
-            let credentials_changed = body.credentials.is_some();
-            for (key, value) in body.credentials.unwrap_or_default() {
-                if value.is_null() {
-                    credentials.remove(&key);
-                } else {
-                    credentials.insert(key, value);
-                }
-            }
-            kind.validate(&config, &credentials)
-                .map_err(invalid_config)?;
-            if let Some(name) = &name
-                && *name != current.name
-                && db::name_taken(conn, tenant_id, name).await?
-            {
-                return Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    format!("a provider named {name:?} already exists"),
-                ));
-            }
-            let changes = ProviderChanges {
-                name,
-                channels: channels.as_deref().map(to_texts),
-                priority,
-                is_active: body.is_active,
-                config: Some(Value::Object(config)),
-                credentials_encrypted: if credentials_changed {
-                    Some(seal(&cipher, tenant_id, id.uuid(), &credentials)?)
-                } else {
-                    None
-                },
-                credential_keys: credentials_changed.then(|| key_names(&credentials)),
-                updated_at: Some(chrono::Utc::now()),
-            };
-            Ok(db::update_provider(conn, tenant_id, id.uuid(), &changes).await?)
-        })
-        .await?;
-    Ok(ApiResponse::ok(ProviderView::from_row(row)))
+            .await
+    })
+    .await
 }
 
 /// Remove a provider (admin). It stops being used at once; past messages keep their reference.
@@ -350,20 +385,33 @@ pub async fn update_provider(
 )]
 #[delete("/cpaas/v1/providers/{id}")]
 pub async fn delete_provider(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
-) -> ApiResult<ApiResponse<DeletedView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
     let id = ProviderId::from_path(&path)?;
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    if !db::delete_provider(&mut conn, user.tenant_id, id.uuid()).await? {
-        return Err(ApiError::not_found("provider"));
-    }
-    Ok(ApiResponse::ok(DeletedView {
-        id: id.to_string(),
-        deleted: true,
-    }))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        if !db::delete_provider(conn, tenant, id.uuid()).await? {
+            return Err(ApiError::not_found("provider"));
+        }
+        let view = DeletedView {
+            id: id.to_string(),
+            deleted: true,
+        };
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
+            .await
+    })
+    .await
 }
 
 /// Health of one provider.

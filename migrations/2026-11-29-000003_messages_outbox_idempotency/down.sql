@@ -1,0 +1,4 @@
+DROP TABLE idempotency_keys;
+DROP TABLE outbox_events;
+DROP TABLE message_attempts;
+DROP TABLE messages;

@@ -1,0 +1,227 @@
+//! Message and attempt rows and their queries, always scoped by tenant.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::schema::{message_attempts, messages};
+
+/// A message row.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+pub struct Message {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: String,
+    pub recipient: String,
+    pub status: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub template_id: Option<Uuid>,
+    pub template_version: Option<i32>,
+    pub pinned_provider_id: Option<Uuid>,
+    pub provider_id: Option<Uuid>,
+    pub provider_kind: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub attempts: i32,
+    pub cost_usd_micros: Option<i64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub metadata: Value,
+    pub source_event_id: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// A message to insert.
+#[derive(Clone, Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub channel: String,
+    pub recipient: String,
+    pub status: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub template_id: Option<Uuid>,
+    pub template_version: Option<i32>,
+    pub pinned_provider_id: Option<Uuid>,
+    pub metadata: Value,
+    pub source_event_id: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An attempt row.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = message_attempts)]
+pub struct Attempt {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    pub tenant_id: Uuid,
+    pub attempt_number: i32,
+    pub provider_id: Uuid,
+    pub provider_kind: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub latency_ms: Option<i32>,
+    pub provider_message_id: Option<String>,
+}
+
+/// Filters of the message list; every field narrows it.
+#[derive(Debug, Default)]
+pub struct MessageFilter {
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    pub recipient: Option<String>,
+    pub provider_id: Option<Uuid>,
+    pub provider_kind: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_messages(
+    conn: &mut AsyncPgConnection,
+    rows: &[NewMessage],
+) -> QueryResult<Vec<Message>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(1000) {
+        out.extend(
+            diesel::insert_into(messages::table)
+                .values(chunk)
+                .returning(Message::as_returning())
+                .get_results(conn)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+pub async fn get_message(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<Message>> {
+    messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::id.eq(id))
+        .select(Message::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn lock_message(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<Message>> {
+    messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::id.eq(id))
+        .select(Message::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Newest first, `limit + 1` rows older than the cursor.
+pub async fn list_messages(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    filter: &MessageFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<Message>> {
+    let mut query = messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .select(Message::as_select())
+        .order(messages::id.desc())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(messages::id.lt(before));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(messages::status.eq(status.clone()));
+    }
+    if let Some(channel) = &filter.channel {
+        query = query.filter(messages::channel.eq(channel.clone()));
+    }
+    if let Some(recipient) = &filter.recipient {
+        query = query.filter(messages::recipient.eq(recipient.clone()));
+    }
+    if let Some(id) = filter.provider_id {
+        query = query.filter(messages::provider_id.eq(id));
+    }
+    if let Some(kind) = &filter.provider_kind {
+        query = query.filter(messages::provider_kind.eq(kind.clone()));
+    }
+    if let Some(after) = filter.created_after {
+        query = query.filter(messages::created_at.ge(after));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(messages::created_at.lt(before));
+    }
+    query.load(conn).await
+}
+
+pub async fn list_attempts(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    message_id: Uuid,
+) -> QueryResult<Vec<Attempt>> {
+    message_attempts::table
+        .filter(message_attempts::tenant_id.eq(tenant_id))
+        .filter(message_attempts::message_id.eq(message_id))
+        .order(message_attempts::attempt_number.asc())
+        .select(Attempt::as_select())
+        .load(conn)
+        .await
+}
+
+/// Marks a message cancelled; the caller has checked its state under a lock.
+pub async fn mark_cancelled(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Message> {
+    let now = Utc::now();
+    diesel::update(messages::table.find(id))
+        .set((
+            messages::status.eq("CANCELLED"),
+            messages::cancelled_at.eq(now),
+            messages::updated_at.eq(now),
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Ids of the tenant's live, active providers that carry `channel`, best first.
+pub async fn active_providers_for(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    channel: &str,
+) -> QueryResult<Vec<Uuid>> {
+    use super::schema::providers;
+    providers::table
+        .filter(providers::tenant_id.eq(tenant_id))
+        .filter(providers::deleted_at.is_null())
+        .filter(providers::is_active.eq(true))
+        .filter(providers::channels.contains(vec![Some(channel.to_owned())]))
+        .order((providers::priority.asc(), providers::id.asc()))
+        .select(providers::id)
+        .load(conn)
+        .await
+}

@@ -1,0 +1,295 @@
+//! `Idempotency-Key` (SPEC section 3). Scope is (tenant, key). A handler calls `begin` first
+//! inside its transaction and `finish` last, so the key record commits or rolls back with the
+//! domain and outbox rows:
+//!
+//! - same key, same method, path and body: the stored status and body are replayed byte for
+//!   byte with `Idempotent-Replayed: true`;
+//! - same key, another request: 422 `ERR_CPAAS_IDEMPOTENCY_KEY_REUSED`;
+//! - same key while the first request is still in its transaction: 409
+//!   `ERR_CPAAS_DUPLICATE_REQUEST` (a transaction-scoped advisory lock tells).
+//!
+//! Failed requests store nothing, so a client may retry them with the same key.
+
+use std::future::{Ready, ready};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{Duration, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::schema::idempotency_keys;
+use crate::envelope::{Meta, Page, render_envelope};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// How long keys are kept.
+pub const RETENTION_HOURS: i64 = 24;
+/// The scope of keys sent to internal endpoints (no tenant).
+pub const INTERNAL_SCOPE: Uuid = Uuid::nil();
+
+/// Digest of method, path and body, computed by `fingerprint_requests`.
+#[derive(Clone, Debug)]
+struct Fingerprint(Vec<u8>);
+
+/// Middleware: for a mutating request that carries an `Idempotency-Key`, reads the body once,
+/// fingerprints it, and hands the same bytes on to the handler.
+pub async fn fingerprint_requests(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if mutating && req.headers().contains_key(HEADER) {
+        let mut payload = req.take_payload();
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > crate::startup::JSON_LIMIT_BYTES {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is too large",
+                )
+                .into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body: Bytes = body.freeze();
+        let mut hash = Sha256::new();
+        hash.update(req.method().as_str().as_bytes());
+        hash.update(b"\n");
+        hash.update(req.path().as_bytes());
+        hash.update(b"\n");
+        hash.update(&body);
+        req.extensions_mut()
+            .insert(Fingerprint(hash.finalize().to_vec()));
+        let (_, mut restored) = actix_http::h1::Payload::create(true);
+        restored.unread_data(body);
+        req.set_payload(restored.into());
+    }
+    next.call(req).await
+}
+
+/// The key of this request, if it sent one.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    key: Option<KeyedRequest>,
+}
+
+#[derive(Clone, Debug)]
+struct KeyedRequest {
+    key: String,
+    method: String,
+    path: String,
+    fingerprint: Vec<u8>,
+}
+
+/// What a mutating handler answers: fresh, or replayed from the key's record.
+pub struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    replayed: bool,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    /// Adds response headers (not stored for replays).
+    pub fn with_headers(mut self, headers: &[(&'static str, String)]) -> Self {
+        self.headers.extend(headers.iter().cloned());
+        self
+    }
+}
+
+impl actix_web::Responder for Reply {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        builder.content_type("application/json");
+        if self.replayed {
+            builder.insert_header(("idempotent-replayed", "true"));
+        }
+        for header in self.headers {
+            builder.insert_header(header);
+        }
+        builder.body(self.body)
+    }
+}
+
+fn parse(req: &HttpRequest) -> ApiResult<Idempotency> {
+    let Some(value) = req.headers().get(HEADER) else {
+        return Ok(Idempotency { key: None });
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    let fingerprint = req
+        .extensions()
+        .get::<Fingerprint>()
+        .map(|f| f.0.clone())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("idempotency fingerprint missing")))?;
+    Ok(Idempotency {
+        key: Some(KeyedRequest {
+            key: key.to_owned(),
+            method: req.method().as_str().to_owned(),
+            path: req.path().to_owned(),
+            fingerprint,
+        }),
+    })
+}
+
+impl FromRequest for Idempotency {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse(req))
+    }
+}
+
+#[derive(Queryable)]
+struct Stored {
+    method: String,
+    path: String,
+    fingerprint: Vec<u8>,
+    status_code: i32,
+    response_body: Vec<u8>,
+}
+
+impl Idempotency {
+    /// Whether the request carried a key.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Call first, inside the transaction. `Some(reply)` is the stored answer to return as is.
+    pub async fn begin(
+        &self,
+        conn: &mut AsyncPgConnection,
+        scope: Uuid,
+    ) -> ApiResult<Option<Reply>> {
+        let Some(k) = &self.key else {
+            return Ok(None);
+        };
+        let locked: bool = diesel::select(
+            diesel::dsl::sql::<Bool>("pg_try_advisory_xact_lock(hashtextextended(")
+                .bind::<Text, _>(format!("{scope}:{}", k.key))
+                .sql(", 7))"),
+        )
+        .get_result(conn)
+        .await?;
+        if !locked {
+            return Err(ApiError::new(
+                ErrorCode::DuplicateRequest,
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            ));
+        }
+        let stored: Option<Stored> = idempotency_keys::table
+            .filter(idempotency_keys::tenant_id.eq(scope))
+            .filter(idempotency_keys::key.eq(&k.key))
+            .filter(idempotency_keys::expires_at.gt(Utc::now()))
+            .select((
+                idempotency_keys::method,
+                idempotency_keys::path,
+                idempotency_keys::fingerprint,
+                idempotency_keys::status_code,
+                idempotency_keys::response_body,
+            ))
+            .first(conn)
+            .await
+            .optional()?;
+        match stored {
+            None => Ok(None),
+            Some(s)
+                if s.method == k.method && s.path == k.path && s.fingerprint == k.fingerprint =>
+            {
+                Ok(Some(Reply {
+                    status: StatusCode::from_u16(s.status_code as u16).unwrap_or(StatusCode::OK),
+                    body: s.response_body,
+                    replayed: true,
+                    headers: Vec::new(),
+                }))
+            }
+            Some(_) => Err(ApiError::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used for a different request",
+            )),
+        }
+    }
+
+    /// Call last, inside the transaction: renders the envelope and, for a keyed request,
+    /// stores it under the key.
+    pub async fn finish<T: Serialize>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        scope: Uuid,
+        meta: &Meta,
+        status: StatusCode,
+        data: &T,
+        page: Option<Page>,
+    ) -> ApiResult<Reply> {
+        let body = render_envelope(data, page, meta).map_err(ApiError::internal)?;
+        if let Some(k) = &self.key {
+            let now = Utc::now();
+            let expires_at = now + Duration::hours(RETENTION_HOURS);
+            diesel::insert_into(idempotency_keys::table)
+                .values((
+                    idempotency_keys::tenant_id.eq(scope),
+                    idempotency_keys::key.eq(&k.key),
+                    idempotency_keys::method.eq(&k.method),
+                    idempotency_keys::path.eq(&k.path),
+                    idempotency_keys::fingerprint.eq(&k.fingerprint),
+                    idempotency_keys::status_code.eq(i32::from(status.as_u16())),
+                    idempotency_keys::response_body.eq(&body),
+                    idempotency_keys::created_at.eq(now),
+                    idempotency_keys::expires_at.eq(expires_at),
+                ))
+                .on_conflict((idempotency_keys::tenant_id, idempotency_keys::key))
+                .do_update()
+                .set((
+                    idempotency_keys::method.eq(&k.method),
+                    idempotency_keys::path.eq(&k.path),
+                    idempotency_keys::fingerprint.eq(&k.fingerprint),
+                    idempotency_keys::status_code.eq(i32::from(status.as_u16())),
+                    idempotency_keys::response_body.eq(&body),
+                    idempotency_keys::created_at.eq(now),
+                    idempotency_keys::expires_at.eq(expires_at),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok(Reply {
+            status,
+            body,
+            replayed: false,
+            headers: Vec::new(),
+        })
+    }
+}
+
+/// Deletes expired keys; returns how many.
+pub async fn purge_expired(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.lt(Utc::now())))
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,99 @@
+//! The transactional outbox. A change and the event that describes it are written in one
+//! PostgreSQL transaction (`enqueue` refuses a connection that is not inside one), and a
+//! `NOTIFY` on commit wakes the drainer. Events are delivered at least once, in creation order
+//! per aggregate.
+
+pub mod event;
+
+pub use event::{CloudEvent, topics};
+
+use diesel::prelude::*;
+use diesel_async::{AnsiTransactionManager, TransactionManager};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::schema::outbox_events;
+
+/// The channel `NOTIFY`'d when events are committed.
+pub const NOTIFY_CHANNEL: &str = "cpaas_outbox";
+
+/// What the outbox needs to know about an event.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub aggregate_type: &'static str,
+    pub aggregate_id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub event: CloudEvent,
+}
+
+/// An enqueue that could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("outbox events can only be written inside the transaction of the change they describe")]
+    NotInTransaction,
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<EnqueueError> for crate::error::ApiError {
+    fn from(err: EnqueueError) -> Self {
+        match err {
+            EnqueueError::Query(e) => e.into(),
+            other => crate::error::ApiError::internal(other),
+        }
+    }
+}
+
+fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
+    match <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::transaction_manager_status_mut(conn)
+        .transaction_depth()
+    {
+        Ok(depth) => depth.is_some(),
+        Err(_) => false,
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox_events)]
+struct NewOutboxRow<'a> {
+    id: Uuid,
+    tenant_id: Option<Uuid>,
+    aggregate_type: &'a str,
+    aggregate_id: Uuid,
+    topic: &'a str,
+    payload: serde_json::Value,
+}
+
+/// Writes events in the caller's transaction and asks for a wake-up on commit.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    events: &[OutboxEvent],
+) -> Result<(), EnqueueError> {
+    if !in_transaction(conn) {
+        return Err(EnqueueError::NotInTransaction);
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewOutboxRow<'_>> = events
+        .iter()
+        .map(|e| NewOutboxRow {
+            id: e.event.uuid(),
+            tenant_id: e.tenant_id,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            topic: &e.event.ty,
+            payload: e.event.to_value(),
+        })
+        .collect();
+    for chunk in rows.chunks(5000) {
+        diesel::insert_into(outbox_events::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

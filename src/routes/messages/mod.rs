@@ -1,0 +1,156 @@
+//! `/cpaas/v1/messages`: send (single and bulk), list, get, attempts, cancel.
+
+mod read;
+mod send;
+
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+pub use read::*;
+pub use send::*;
+
+use crate::db::messages::{Attempt, Message};
+use crate::domain::ProviderId;
+use crate::domain::ids::{AttemptId, MessageId, TemplateId};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(send_message)
+        .service(send_bulk)
+        .service(list_messages)
+        .service(get_message)
+        .service(list_attempts)
+        .service(cancel_message);
+}
+
+/// A message's error, when it failed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageError {
+    pub code: String,
+    pub message: Option<String>,
+}
+
+fn micros_to_usd(micros: Option<i64>) -> Option<f64> {
+    micros.map(|m| m as f64 / 1_000_000.0)
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageView {
+    #[schema(value_type = String, example = "msg_0192f0c1a2b37c4d8e9f00112233aabb")]
+    pub id: MessageId,
+    pub channel: String,
+    pub recipient: String,
+    #[schema(example = "QUEUED")]
+    pub status: String,
+    pub subject: Option<String>,
+    /// The rendered body.
+    pub body: String,
+    #[schema(value_type = Option<String>)]
+    pub template_id: Option<TemplateId>,
+    /// Provider kind, once one is chosen.
+    pub provider: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub provider_id: Option<ProviderId>,
+    pub provider_message_id: Option<String>,
+    pub attempts: i32,
+    pub cost_usd: Option<f64>,
+    pub error: Option<MessageError>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub read_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub failed_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        Self {
+            id: MessageId::from_uuid(m.id),
+            channel: m.channel,
+            recipient: m.recipient,
+            status: m.status,
+            subject: m.subject,
+            body: m.body,
+            template_id: m.template_id.map(TemplateId::from_uuid),
+            provider: m.provider_kind,
+            provider_id: m.provider_id.map(ProviderId::from_uuid),
+            provider_message_id: m.provider_message_id,
+            attempts: m.attempts,
+            cost_usd: micros_to_usd(m.cost_usd_micros),
+            error: m.error_code.map(|code| MessageError {
+                code,
+                message: m.error_message,
+            }),
+            scheduled_at: m.scheduled_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            sent_at: m.sent_at,
+            delivered_at: m.delivered_at,
+            read_at: m.read_at,
+            failed_at: m.failed_at,
+            metadata: m.metadata,
+        }
+    }
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    #[schema(value_type = String)]
+    pub id: AttemptId,
+    pub attempt_number: i32,
+    #[schema(value_type = String)]
+    pub provider_id: ProviderId,
+    pub provider: String,
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// ACCEPTED, PERMANENT_FAILURE, TRANSIENT_FAILURE, RATE_LIMITED or AMBIGUOUS; null while in flight.
+    pub outcome: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub latency_ms: Option<i32>,
+    pub provider_message_id: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            id: AttemptId::from_uuid(a.id),
+            attempt_number: a.attempt_number,
+            provider_id: ProviderId::from_uuid(a.provider_id),
+            provider: a.provider_kind,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+            outcome: a.outcome,
+            error_code: a.error_code,
+            error_message: a.error_message,
+            latency_ms: a.latency_ms,
+            provider_message_id: a.provider_message_id,
+        }
+    }
+}

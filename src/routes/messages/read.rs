@@ -1,0 +1,254 @@
+//! `GET /cpaas/v1/messages[/{id}[/attempts]]` and `POST /cpaas/v1/messages/{id}/cancel`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, get, post, web};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{AttemptView, MessageView};
+use crate::auth::AuthUser;
+use crate::db::messages::{self as db, MessageFilter};
+use crate::db::pagination::PageParams;
+use crate::domain::ids::MessageId;
+use crate::domain::recipient::Recipient;
+use crate::domain::roles::Permission;
+use crate::domain::{Channel, ProviderId, ProviderKind};
+use crate::envelope::{ApiResponse, Meta};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::idempotency::{Idempotency, Reply};
+use crate::messages::MessageStatus;
+use crate::state::AppState;
+
+/// Filters of `GET /cpaas/v1/messages`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MessageListQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// A status, e.g. QUEUED.
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    /// Compared after normalisation (E.164, lower-cased e-mail).
+    pub recipient: Option<String>,
+    /// A provider kind (TWILIO) or id (prv_…).
+    pub provider: Option<String>,
+    /// RFC 3339; inclusive.
+    pub created_after: Option<String>,
+    /// RFC 3339; exclusive.
+    pub created_before: Option<String>,
+}
+
+fn timestamp(field: &str, value: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::invalid_field(field, "must be an RFC 3339 timestamp"))
+        })
+        .transpose()
+}
+
+fn filter_from(q: &MessageListQuery) -> ApiResult<MessageFilter> {
+    let channel = q
+        .channel
+        .as_deref()
+        .map(|c| {
+            c.parse::<Channel>()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidChannel, e))
+        })
+        .transpose()?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<MessageStatus>()
+                .map_err(|e| ApiError::invalid_field("status", e))
+        })
+        .transpose()?;
+    let recipient = q.recipient.as_deref().map(|r| {
+        let channels = channel
+            .map(|c| vec![c])
+            .unwrap_or_else(|| Channel::ALL.to_vec());
+        channels
+            .into_iter()
+            .find_map(|c| Recipient::parse(c, r).ok())
+            .map(|p| p.normalized().to_owned())
+            .unwrap_or_else(|| r.trim().to_owned())
+    });
+    let (provider_id, provider_kind) = match q.provider.as_deref() {
+        None => (None, None),
+        Some(p) if p.starts_with("prv_") => (
+            Some(
+                ProviderId::parse(p)
+                    .ok_or_else(|| ApiError::invalid_field("provider", "not a provider id"))?
+                    .uuid(),
+            ),
+            None,
+        ),
+        Some(p) => (
+            None,
+            Some(
+                p.to_ascii_uppercase()
+                    .parse::<ProviderKind>()
+                    .map_err(|e| ApiError::invalid_field("provider", e))?
+                    .as_str()
+                    .to_owned(),
+            ),
+        ),
+    };
+    Ok(MessageFilter {
+        status: status.map(|s| s.as_str().to_owned()),
+        channel: channel.map(|c| c.as_str().to_owned()),
+        recipient,
+        provider_id,
+        provider_kind,
+        created_after: timestamp("created_after", q.created_after.as_deref())?,
+        created_before: timestamp("created_before", q.created_before.as_deref())?,
+    })
+}
+
+/// List the tenant's messages, newest first.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    params(MessageListQuery),
+    responses(
+        (status = 200, description = "A page of messages", body = crate::openapi::MessageListEnvelope),
+        (status = 400, description = "A bad filter or cursor", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/messages")]
+pub async fn list_messages(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<MessageListQuery>,
+) -> ApiResult<ApiResponse<Vec<MessageView>>> {
+    user.require(Permission::Read)?;
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .parse()?;
+    let filter = filter_from(&query)?;
+    let mut conn = state.pool.get().await?;
+    let rows =
+        db::list_messages(&mut conn, user.tenant_id, &filter, page.before, page.limit).await?;
+    let (rows, page) = page.finish(rows, |m| m.id);
+    Ok(ApiResponse::list(
+        rows.into_iter().map(MessageView::from).collect(),
+        page,
+    ))
+}
+
+/// One message.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Message id (msg_…)")),
+    responses(
+        (status = 200, description = "The message", body = crate::openapi::MessageEnvelope),
+        (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/messages/{id}")]
+pub async fn get_message(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<MessageView>> {
+    user.require(Permission::Read)?;
+    let id = MessageId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    let message = db::get_message(&mut conn, user.tenant_id, id.uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    Ok(ApiResponse::ok(message.into()))
+}
+
+/// The delivery attempts of a message, in order.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Message id (msg_…)")),
+    responses(
+        (status = 200, description = "Attempts", body = crate::openapi::AttemptListEnvelope),
+        (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/messages/{id}/attempts")]
+pub async fn list_attempts(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<Vec<AttemptView>>> {
+    user.require(Permission::Read)?;
+    let id = MessageId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    if db::get_message(&mut conn, user.tenant_id, id.uuid())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("message"));
+    }
+    let attempts = db::list_attempts(&mut conn, user.tenant_id, id.uuid()).await?;
+    Ok(ApiResponse::ok(
+        attempts.into_iter().map(AttemptView::from).collect(),
+    ))
+}
+
+/// Cancel a message that has not been dispatched (SCHEDULED or QUEUED).
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Message id (msg_…)")),
+    responses(
+        (status = 200, description = "Cancelled", body = crate::openapi::MessageEnvelope),
+        (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_INVALID_STATE: already dispatched or finished", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/messages/{id}/cancel")]
+pub async fn cancel_message(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    idempotency: Idempotency,
+    path: web::Path<String>,
+) -> ApiResult<Reply> {
+    user.require(Permission::Send)?;
+    let id = MessageId::from_path(&path)?;
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let message = db::lock_message(conn, tenant, id.uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("message"))?;
+        let status: MessageStatus = message
+            .status
+            .parse()
+            .map_err(|e: String| ApiError::internal(anyhow::anyhow!(e)))?;
+        if !status.can_move_to(MessageStatus::Cancelled) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!("a {status} message cannot be cancelled"),
+            ));
+        }
+        let cancelled = db::mark_cancelled(conn, id.uuid()).await?;
+        idempotency
+            .finish(
+                conn,
+                tenant,
+                &meta,
+                StatusCode::OK,
+                &MessageView::from(cancelled),
+                None,
+            )
+            .await
+    })
+    .await
+}

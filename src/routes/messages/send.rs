@@ -1,0 +1,222 @@
+//! `POST /cpaas/v1/messages` and `POST /cpaas/v1/messages/bulk`.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, post, web};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::MessageView;
+use crate::auth::AuthUser;
+use crate::domain::Channel;
+use crate::domain::roles::Permission;
+use crate::envelope::Meta;
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
+use crate::idempotency::{Idempotency, Reply};
+use crate::messages::accept::{self, SendRequest, ValidSend};
+use crate::rate_limit::RateStatus;
+use crate::state::AppState;
+
+/// Most items in one bulk request.
+pub const BULK_MAX: usize = 1000;
+
+/// Body of `POST /cpaas/v1/messages/bulk`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// 1 to 1000 sends, each shaped like the body of `POST /cpaas/v1/messages`.
+    #[schema(value_type = Vec<SendRequest>)]
+    pub messages: Vec<Value>,
+}
+
+/// The outcome of one bulk item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkItemResult {
+    pub index: usize,
+    /// `accepted` or `rejected`.
+    pub status: &'static str,
+    pub message_id: Option<String>,
+    pub error: Option<ErrorBody>,
+}
+
+/// Answer of a bulk send.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResponse {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<BulkItemResult>,
+}
+
+/// Admits the valid sends against the tenant's per-channel limits, all or nothing.
+fn admit(
+    state: &AppState,
+    user: &AuthUser,
+    sends: &[Result<ValidSend, ApiError>],
+) -> ApiResult<Vec<RateStatus>> {
+    let mut per_channel: BTreeMap<Channel, u32> = BTreeMap::new();
+    for send in sends.iter().flatten() {
+        *per_channel.entry(send.channel()).or_default() += 1;
+    }
+    per_channel
+        .into_iter()
+        .map(|(channel, n)| {
+            state
+                .rate_limits
+                .check(user.tenant_id, user.plan_tier, channel, n)
+        })
+        .collect()
+}
+
+fn with_rate_headers(reply: Reply, statuses: &[RateStatus]) -> Reply {
+    match statuses.iter().min_by_key(|s| s.remaining) {
+        Some(status) => reply.with_headers(&status.headers()),
+        None => reply,
+    }
+}
+
+/// Send one message. Accepted messages are delivered asynchronously.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
+    responses(
+        (status = 202, description = "Accepted (QUEUED, or SCHEDULED with scheduled_at)", body = crate::openapi::MessageEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED, ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL, ERR_CPAAS_EMPTY_MESSAGE_BODY, ERR_CPAAS_TEMPLATE_NOT_FOUND, ERR_CPAAS_TEMPLATE_VARIABLES_MISSING", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "ERR_CPAAS_FORBIDDEN or ERR_CPAAS_TIER_INSUFFICIENT", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_DUPLICATE_REQUEST: the same Idempotency-Key is in flight", body = crate::envelope::ErrorEnvelope),
+        (status = 422, description = "ERR_CPAAS_RECIPIENT_OPTED_OUT, ERR_CPAAS_NO_PROVIDER_CONFIGURED, ERR_CPAAS_TEMPLATE_NOT_APPROVED, ERR_CPAAS_IDEMPOTENCY_KEY_REUSED", body = crate::envelope::ErrorEnvelope),
+        (status = 429, description = "ERR_CPAAS_RATE_LIMIT_EXCEEDED, with Retry-After", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/messages")]
+pub async fn send_message(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    idempotency: Idempotency,
+    body: web::Json<SendRequest>,
+) -> ApiResult<Reply> {
+    user.require(Permission::Send)?;
+    let send = accept::validate(body.into_inner(), chrono::Utc::now());
+    if let Err(e) = send {
+        return Err(e);
+    }
+    let meta = Meta::of(&req);
+    let mut conn = state.pool.get().await?;
+    let tenant = user.tenant_id;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let sends = vec![send];
+        let limits = admit(&state, &user, &sends)?;
+        let mut results = accept::accept(conn, tenant, sends).await?;
+        let message = results
+            .pop()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no result for the send")))??;
+        let reply = idempotency
+            .finish(
+                conn,
+                tenant,
+                &meta,
+                StatusCode::ACCEPTED,
+                &MessageView::from(message),
+                None,
+            )
+            .await?;
+        Ok(with_rate_headers(reply, &limits))
+    })
+    .await
+}
+
+/// Send up to 1000 messages. Every item is validated; the valid ones are accepted together
+/// and the answer gives each item's result. The rate limit counts every valid item.
+#[utoipa::path(
+    tag = "messages",
+    security(("bearer" = [])),
+    request_body = BulkRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
+    responses(
+        (status = 202, description = "Per-item results", body = crate::openapi::BulkEnvelope),
+        (status = 400, description = "ERR_CPAAS_BULK_LIMIT_EXCEEDED (more than 1000) or ERR_CPAAS_VALIDATION_FAILED (none)", body = crate::envelope::ErrorEnvelope),
+        (status = 429, description = "ERR_CPAAS_RATE_LIMIT_EXCEEDED, with Retry-After", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/messages/bulk")]
+pub async fn send_bulk(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    idempotency: Idempotency,
+    body: web::Json<BulkRequest>,
+) -> ApiResult<Reply> {
+    user.require(Permission::Send)?;
+    let items = body.into_inner().messages;
+    if items.len() > BULK_MAX {
+        return Err(ApiError::new(
+            ErrorCode::BulkLimitExceeded,
+            format!(
+                "a bulk request holds at most {BULK_MAX} messages, this one has {}",
+                items.len()
+            ),
+        ));
+    }
+    if items.is_empty() {
+        return Err(ApiError::invalid_field(
+            "messages",
+            "must hold at least one message",
+        ));
+    }
+    let now = chrono::Utc::now();
+    let sends: Vec<Result<ValidSend, ApiError>> = items
+        .into_iter()
+        .map(|item| {
+            serde_json::from_value::<SendRequest>(item)
+                .map_err(|e| ApiError::validation(vec![FieldError::new("body", e.to_string())]))
+                .and_then(|r| accept::validate(r, now))
+        })
+        .collect();
+    let meta = Meta::of(&req);
+    let mut conn = state.pool.get().await?;
+    let tenant = user.tenant_id;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let limits = admit(&state, &user, &sends)?;
+        let results = accept::accept(conn, tenant, sends).await?;
+        let results: Vec<BulkItemResult> = results
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| match r {
+                Ok(m) => BulkItemResult {
+                    index,
+                    status: "accepted",
+                    message_id: Some(crate::domain::ids::MessageId::from_uuid(m.id).to_string()),
+                    error: None,
+                },
+                Err(e) => BulkItemResult {
+                    index,
+                    status: "rejected",
+                    message_id: None,
+                    error: Some(e.body()),
+                },
+            })
+            .collect();
+        let accepted = results.iter().filter(|r| r.error.is_none()).count();
+        let answer = BulkResponse {
+            accepted,
+            rejected: results.len() - accepted,
+            results,
+        };
+        let reply = idempotency
+            .finish(conn, tenant, &meta, StatusCode::ACCEPTED, &answer, None)
+            .await?;
+        Ok(with_rate_headers(reply, &limits))
+    })
+    .await
+}
