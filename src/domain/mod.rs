@@ -3,10 +3,12 @@
 pub mod channel;
 pub mod ids;
 pub mod provider_kind;
+pub mod recipient;
 pub mod roles;
 pub mod time;
 
 pub use channel::Channel;
-pub use ids::{ProviderId, PublicId};
+pub use ids::{OptOutId, ProviderId, PublicId, TemplateId, WebhookId};
 pub use provider_kind::ProviderKind;
+pub use recipient::{EmailAddress, PhoneNumber, Recipient, RecipientError};
 pub use roles::{PlanTier, Role};
