@@ -8,6 +8,7 @@
 pub mod pagination;
 pub mod providers;
 pub mod schema;
+pub mod templates;
 pub mod users;
 
 use std::sync::{Arc, OnceLock};

@@ -11,6 +11,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    opt_outs (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        recipient -> Text,
+        channel -> Text,
+        source -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        removed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     providers (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -55,6 +68,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    template_versions (template_id, version) {
+        template_id -> Uuid,
+        version -> Int4,
+        name -> Text,
+        locale -> Text,
+        status -> Text,
+        subject -> Nullable<Text>,
+        body -> Text,
+        variables -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    templates (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        name -> Text,
+        channel -> Text,
+        locale -> Text,
+        subject -> Nullable<Text>,
+        body -> Text,
+        variables -> Array<Nullable<Text>>,
+        status -> Text,
+        provider_template_name -> Nullable<Text>,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     tenants (id) {
         id -> Uuid,
         name -> Text,
@@ -78,16 +124,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        url -> Text,
+        events -> Array<Nullable<Text>>,
+        secret_encrypted -> Bytea,
+        is_active -> Bool,
+        description -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(opt_outs -> tenants (tenant_id));
 diesel::joinable!(providers -> tenants (tenant_id));
 diesel::joinable!(refresh_token_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
+diesel::joinable!(template_versions -> templates (template_id));
+diesel::joinable!(templates -> tenants (tenant_id));
 diesel::joinable!(users -> tenants (tenant_id));
+diesel::joinable!(webhooks -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     login_throttles,
+    opt_outs,
     providers,
     refresh_token_families,
     refresh_tokens,
+    template_versions,
+    templates,
     tenants,
     users,
+    webhooks,
 );

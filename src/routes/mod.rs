@@ -5,6 +5,7 @@ pub mod docs;
 pub mod health;
 pub mod jobs;
 pub mod providers;
+pub mod templates;
 
 use actix_web::web;
 
@@ -14,5 +15,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     docs::configure(cfg);
     auth::configure(cfg);
     providers::configure(cfg);
+    templates::configure(cfg);
     jobs::configure(cfg);
 }

@@ -11,3 +11,4 @@ mod envelope;
 mod health;
 mod internal_key;
 mod providers;
+mod templates;
