@@ -97,17 +97,17 @@ async fn the_list_is_newest_first_and_filters_by_channel_locale_name_and_status(
         }
     };
     let all = list("").await;
-    assert_eq!(ids(&all), [third.clone(), second.clone(), first.clone()]);
+    assert_eq!(ids(&all), [third.as_str(), second.as_str(), first.as_str()]);
     assert_eq!(all["page"]["has_more"], false);
     assert_eq!(
         ids(&list("?channel=SMS").await),
         [third.clone(), first.clone()]
     );
-    assert_eq!(ids(&list("?locale=pt_BR").await), [third.clone()]);
-    assert_eq!(ids(&list("?name=b").await), [second.clone()]);
-    assert_eq!(ids(&list("?status=PAUSED").await), [third.clone()]);
+    assert_eq!(ids(&list("?locale=pt_BR").await), [third.as_str()]);
+    assert_eq!(ids(&list("?name=b").await), [second.as_str()]);
+    assert_eq!(ids(&list("?status=PAUSED").await), [third.as_str()]);
     let page = list("?limit=2").await;
-    assert_eq!(ids(&page), [third.clone(), second.clone()]);
+    assert_eq!(ids(&page), [third.as_str(), second.as_str()]);
     assert_eq!(page["page"]["has_more"], true);
 
     let (status, body) = json(
