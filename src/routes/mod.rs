@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod jobs;
+pub mod opt_outs;
 pub mod providers;
 pub mod templates;
 
@@ -16,5 +17,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     auth::configure(cfg);
     providers::configure(cfg);
     templates::configure(cfg);
+    opt_outs::configure(cfg);
     jobs::configure(cfg);
 }

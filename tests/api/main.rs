@@ -10,5 +10,6 @@ mod auth_tokens;
 mod envelope;
 mod health;
 mod internal_key;
+mod opt_outs;
 mod providers;
 mod templates;
