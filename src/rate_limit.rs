@@ -89,9 +89,12 @@ impl RateStatus {
     }
 }
 
+/// The per-minute limit of one tier and channel, and its limiter (none when the limit is 0).
+type Limit = (u32, Option<Arc<TenantLimiter>>);
+
 /// Every limiter of the process.
 pub struct RateLimits {
-    limiters: HashMap<(PlanTier, Channel), (u32, Option<Arc<TenantLimiter>>)>,
+    limiters: HashMap<(PlanTier, Channel), Limit>,
     clock: DefaultClock,
 }
 

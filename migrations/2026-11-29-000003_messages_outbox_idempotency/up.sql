@@ -3,6 +3,9 @@
 -- Tenants may come from an external auth service and exist only in its tokens: tenant-owned
 -- rows carry the tenant id without requiring a local tenants row.
 ALTER TABLE providers DROP CONSTRAINT providers_tenant_id_fkey;
+ALTER TABLE templates DROP CONSTRAINT templates_tenant_id_fkey;
+ALTER TABLE opt_outs DROP CONSTRAINT opt_outs_tenant_id_fkey;
+ALTER TABLE webhooks DROP CONSTRAINT webhooks_tenant_id_fkey;
 
 CREATE TABLE messages (
     id                    uuid PRIMARY KEY,

@@ -6,9 +6,11 @@
 //! worker's runtime would die with that worker. Any runtime can then use any connection.
 
 pub mod messages;
+pub mod opt_outs;
 pub mod pagination;
 pub mod providers;
 pub mod schema;
+pub mod templates;
 pub mod users;
 
 use std::sync::{Arc, OnceLock};
@@ -56,7 +58,15 @@ fn connection_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
         .thread_name("cpaas-db")
         .enable_all()
         .build()?;
-    Ok(RUNTIME.get_or_init(|| rt).handle())
+    // Two first callers may race to build it; the loser's runtime is shut down without
+    // blocking, since dropping a runtime inside an async context panics.
+    if let Err(lost) = RUNTIME.set(rt) {
+        lost.shutdown_background();
+    }
+    RUNTIME
+        .get()
+        .map(|rt| rt.handle())
+        .ok_or_else(|| std::io::Error::other("the connection runtime is not initialised"))
 }
 
 /// Opens one connection on the pool's runtime, giving up after `timeout`.

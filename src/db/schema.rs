@@ -75,6 +75,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    opt_outs (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        recipient -> Text,
+        channel -> Text,
+        source -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        removed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     outbox_events (id) {
         id -> Uuid,
         seq -> Int8,
@@ -140,6 +153,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    template_versions (template_id, version) {
+        template_id -> Uuid,
+        version -> Int4,
+        name -> Text,
+        locale -> Text,
+        status -> Text,
+        subject -> Nullable<Text>,
+        body -> Text,
+        variables -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    templates (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        name -> Text,
+        channel -> Text,
+        locale -> Text,
+        subject -> Nullable<Text>,
+        body -> Text,
+        variables -> Array<Nullable<Text>>,
+        status -> Text,
+        provider_template_name -> Nullable<Text>,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     tenants (id) {
         id -> Uuid,
         name -> Text,
@@ -163,11 +209,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        url -> Text,
+        events -> Array<Nullable<Text>>,
+        secret_encrypted -> Bytea,
+        is_active -> Bool,
+        description -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(message_attempts -> messages (message_id));
-diesel::joinable!(messages -> tenants (tenant_id));
-diesel::joinable!(providers -> tenants (tenant_id));
 diesel::joinable!(refresh_token_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
+diesel::joinable!(template_versions -> templates (template_id));
 diesel::joinable!(users -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -175,10 +235,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_throttles,
     message_attempts,
     messages,
+    opt_outs,
     outbox_events,
     providers,
     refresh_token_families,
     refresh_tokens,
+    template_versions,
+    templates,
     tenants,
     users,
+    webhooks,
 );

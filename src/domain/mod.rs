@@ -2,6 +2,7 @@
 
 pub mod channel;
 pub mod ids;
+pub mod opt_out;
 pub mod provider_kind;
 pub mod recipient;
 pub mod roles;

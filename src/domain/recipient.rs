@@ -19,13 +19,17 @@ const MAX_EMAIL_LEN: usize = 254;
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
-    /// Parses `+` then the country code and number; spaces and dashes are tolerated. The number
+    /// Parses `+` then the country code and number. The number
     /// must be valid in its country's numbering plan (length and assigned prefixes).
+    /// Spaces, dashes, dots and parentheses are tolerated as separators.
     pub fn parse(raw: &str) -> Result<PhoneNumber, String> {
         let rest = raw.trim().strip_prefix('+').ok_or_else(|| {
             "must be in E.164 form: + then the country code and number".to_owned()
         })?;
-        let digits: String = rest.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        let digits: String = rest
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
         if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
             return Err("must contain only digits after the +".to_owned());
         }
@@ -200,6 +204,7 @@ mod tests {
             ("+44 7911 123456", "+447911123456"),
             ("+33 6 12 34 56 78", "+33612345678"),
             (" +1-415-555-2671 ", "+14155552671"),
+            ("+1 (415) 555.2671", "+14155552671"),
         ] {
             assert_eq!(PhoneNumber::parse(raw).unwrap().as_e164(), e164, "{raw}");
         }
@@ -211,7 +216,7 @@ mod tests {
             "+1415555267",
             "+999123456",
             "14155552671",
-            "+1 (415) 555-2671",
+            "+1 (415) 555-267x",
             "+",
             "+4479111234561234567",
             "",

@@ -3,6 +3,7 @@
 //! (no database), then checked against the tenant's templates, opt-outs and providers, then
 //! inserted with one `communication.requested` event per message, in the caller's transaction.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
@@ -403,14 +404,12 @@ async fn prepare(
             format!("{recipient} has opted out of {channel}"),
         )));
     }
-    if !providers.contains_key(&channel) {
-        let ids = db::active_providers_for(conn, tenant_id, channel.as_str()).await?;
-        providers.insert(channel, ids);
-    }
-    let available = providers
-        .get(&channel)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let available = match providers.entry(channel) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            e.insert(db::active_providers_for(conn, tenant_id, channel.as_str()).await?)
+        }
+    };
     let usable = match send.pinned {
         Some(pinned) => available.contains(&pinned),
         None => !available.is_empty(),

@@ -5,7 +5,9 @@ pub mod docs;
 pub mod health;
 pub mod jobs;
 pub mod messages;
+pub mod opt_outs;
 pub mod providers;
+pub mod templates;
 pub mod usage;
 
 use actix_web::web;
@@ -18,5 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     providers::configure(cfg);
     messages::configure(cfg);
     usage::configure(cfg);
+    templates::configure(cfg);
+    opt_outs::configure(cfg);
     jobs::configure(cfg);
 }

@@ -13,4 +13,6 @@ mod health;
 mod idempotency;
 mod internal_key;
 mod messages;
+mod opt_outs;
 mod providers;
+mod templates;

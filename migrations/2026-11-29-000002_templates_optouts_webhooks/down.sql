@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS webhooks;
+DROP TABLE IF EXISTS opt_outs;
+DROP TABLE IF EXISTS template_versions;
+DROP TABLE IF EXISTS templates;

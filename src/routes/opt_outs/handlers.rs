@@ -1,0 +1,215 @@
+//! Opt-out handlers.
+
+use actix_web::{delete, get, post, web};
+
+use super::{CheckQuery, CreateOptOutRequest, OptOutCheckView, OptOutListQuery, OptOutView};
+use crate::auth::AuthUser;
+use crate::db::opt_outs::{self as db, OptOutFilter};
+use crate::db::pagination::PageParams;
+use crate::domain::OptOutId;
+use crate::domain::opt_out::{OptOutScope, OptOutSource};
+use crate::domain::roles::Permission;
+use crate::envelope::ApiResponse;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::routes::providers::DeletedView;
+use crate::state::AppState;
+
+const MAX_REASON_CHARS: usize = 500;
+
+fn parse_scope(channel: &str) -> ApiResult<OptOutScope> {
+    channel
+        .parse()
+        .map_err(|e: String| ApiError::new(ErrorCode::InvalidChannel, e))
+}
+
+/// A recipient read from a query string. An unencoded `+` arrives as a space; a leading space
+/// before digits can only have been one.
+fn query_recipient(raw: &str) -> String {
+    match raw.strip_prefix(' ') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => format!("+{rest}"),
+        _ => raw.to_owned(),
+    }
+}
+
+/// List the tenant's active opt-outs, newest first.
+#[utoipa::path(
+    tag = "opt-outs",
+    security(("bearer" = [])),
+    params(OptOutListQuery),
+    responses(
+        (status = 200, description = "A page of opt-outs", body = crate::openapi::OptOutListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR, ERR_CPAAS_INVALID_CHANNEL, ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/opt-outs")]
+pub async fn list_opt_outs(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<OptOutListQuery>,
+) -> ApiResult<ApiResponse<Vec<OptOutView>>> {
+    user.require(Permission::Read)?;
+    let query = query.into_inner();
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .parse()?;
+    let scope = query.channel.as_deref().map(parse_scope).transpose()?;
+    let recipient = match &query.recipient {
+        Some(raw) => Some(
+            scope
+                .unwrap_or(OptOutScope::All)
+                .parse_recipient(&query_recipient(raw))?
+                .normalized()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let source = query
+        .source
+        .as_deref()
+        .map(|s| {
+            s.parse::<OptOutSource>()
+                .map_err(|e| ApiError::invalid_field("source", e))
+        })
+        .transpose()?;
+    let filter = OptOutFilter {
+        recipient,
+        channel: scope.map(|s| s.as_str().to_owned()),
+        source: source.map(|s| s.as_str().to_owned()),
+    };
+    let mut conn = state.pool.get().await?;
+    let rows =
+        db::list_opt_outs(&mut conn, user.tenant_id, &filter, page.before, page.limit).await?;
+    let (rows, page) = page.finish(rows, |r| r.id);
+    Ok(ApiResponse::list(
+        rows.into_iter().map(OptOutView::from_row).collect(),
+        page,
+    ))
+}
+
+/// Opt a recipient out of a channel (or ALL). Adding one that is already active answers 200
+/// with the existing opt-out.
+#[utoipa::path(
+    tag = "opt-outs",
+    security(("bearer" = [])),
+    request_body = CreateOptOutRequest,
+    responses(
+        (status = 201, description = "The new opt-out", body = crate::openapi::OptOutEnvelope),
+        (status = 200, description = "The recipient was already opted out: the existing opt-out", body = crate::openapi::OptOutEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage opt-outs", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/opt-outs")]
+pub async fn create_opt_out(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    body: web::Json<CreateOptOutRequest>,
+) -> ApiResult<ApiResponse<OptOutView>> {
+    user.require(Permission::Send)?;
+    let body = body.into_inner();
+    let scope = parse_scope(&body.channel)?;
+    let recipient = scope.parse_recipient(&body.recipient)?;
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(ApiError::invalid_field(
+            "reason",
+            format!("must be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let mut conn = state.pool.get().await?;
+    let (row, created) = db::add_opt_out(
+        &mut conn,
+        user.tenant_id,
+        recipient.normalized(),
+        scope.as_str(),
+        OptOutSource::Api.as_str(),
+        reason.as_deref(),
+    )
+    .await?;
+    let view = OptOutView::from_row(row);
+    Ok(if created {
+        ApiResponse::created(view)
+    } else {
+        ApiResponse::ok(view)
+    })
+}
+
+/// Whether a recipient is opted out.
+#[utoipa::path(
+    tag = "opt-outs",
+    security(("bearer" = [])),
+    params(CheckQuery),
+    responses(
+        (status = 200, description = "`opted_out` and the opt-out that applies", body = crate::openapi::OptOutCheckEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/opt-outs/check")]
+pub async fn check_opt_out(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<CheckQuery>,
+) -> ApiResult<ApiResponse<OptOutCheckView>> {
+    user.require(Permission::Read)?;
+    let scope = query.channel.as_deref().map(parse_scope).transpose()?;
+    let recipient = scope
+        .unwrap_or(OptOutScope::All)
+        .parse_recipient(&query_recipient(&query.recipient))?;
+    let recipient = recipient.normalized();
+    let mut conn = state.pool.get().await?;
+    let found = match scope {
+        Some(OptOutScope::Channel(channel)) => {
+            db::find_active_opt_out(&mut conn, user.tenant_id, recipient, channel).await?
+        }
+        Some(OptOutScope::All) => {
+            db::find_exact(&mut conn, user.tenant_id, recipient, OptOutScope::ALL_STR).await?
+        }
+        None => db::find_active_opt_outs(&mut conn, user.tenant_id, recipient)
+            .await?
+            .into_iter()
+            .next(),
+    };
+    Ok(ApiResponse::ok(OptOutCheckView {
+        opted_out: found.is_some(),
+        opt_out: found.map(OptOutView::from_row),
+    }))
+}
+
+/// Remove an opt-out: the recipient can be reached again. The ledger keeps the row as history.
+#[utoipa::path(
+    tag = "opt-outs",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Opt-out id (opt_…)")),
+    responses(
+        (status = 200, description = "Removed", body = crate::openapi::DeletedEnvelope),
+        (status = 403, description = "The caller may not manage opt-outs", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such active opt-out for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[delete("/cpaas/v1/opt-outs/{id}")]
+pub async fn delete_opt_out(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<DeletedView>> {
+    user.require(Permission::Send)?;
+    let id = OptOutId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    if !db::remove_opt_out(&mut conn, user.tenant_id, id.uuid()).await? {
+        return Err(ApiError::not_found("opt-out"));
+    }
+    Ok(ApiResponse::ok(DeletedView {
+        id: id.to_string(),
+        deleted: true,
+    }))
+}

@@ -1,0 +1,385 @@
+//! Template CRUD handlers.
+
+use actix_web::{delete, get, patch, post, web};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use super::{CreateTemplateRequest, TemplateListQuery, TemplateView, UpdateTemplateRequest};
+use crate::auth::AuthUser;
+use crate::db::pagination::PageParams;
+use crate::db::templates::{
+    self as db, NewTemplate, Template, TemplateChanges, TemplateFilter, TemplateVersion,
+};
+use crate::domain::roles::Permission;
+use crate::domain::{Channel, TemplateId};
+use crate::envelope::ApiResponse;
+use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
+use crate::routes::providers::DeletedView;
+use crate::state::AppState;
+use crate::templates::{
+    MAX_BODY_BYTES, MAX_SUBJECT_CHARS, TemplateStatus, check_locale, required_variables,
+};
+
+/// What a template says, before it is checked.
+struct Content {
+    name: String,
+    locale: String,
+    subject: Option<String>,
+    body: String,
+    status: String,
+}
+
+/// Checks every field (reporting all that fail) and compiles the template; returns the
+/// normalised content and its variables.
+fn check_content(channel: Channel, mut c: Content) -> ApiResult<(Content, Vec<Option<String>>)> {
+    let mut errors = Vec::new();
+    c.name = c.name.trim().to_owned();
+    if c.name.is_empty() || c.name.chars().count() > 100 || c.name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 100 characters, without control characters",
+        ));
+    }
+    if let Err(e) = check_locale(&c.locale) {
+        errors.push(FieldError::new("locale", e));
+    }
+    match (&c.subject, channel) {
+        (None, Channel::Email) => errors.push(FieldError::new(
+            "subject",
+            "is required for EMAIL templates",
+        )),
+        (Some(s), Channel::Email)
+            if s.trim().is_empty()
+                || s.chars().count() > MAX_SUBJECT_CHARS
+                || s.contains(['\r', '\n']) =>
+        {
+            errors.push(FieldError::new(
+                "subject",
+                format!("must be 1 to {MAX_SUBJECT_CHARS} characters on one line"),
+            ))
+        }
+        (Some(_), other) if other != Channel::Email => errors.push(FieldError::new(
+            "subject",
+            format!("is only for EMAIL templates, not {other}"),
+        )),
+        _ => {}
+    }
+    if c.body.trim().is_empty() || c.body.len() > MAX_BODY_BYTES {
+        errors.push(FieldError::new(
+            "body",
+            format!("must be non-empty and at most {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    match c.status.parse::<TemplateStatus>() {
+        Ok(status) => c.status = status.as_str().to_owned(),
+        Err(e) => errors.push(FieldError::new("status", e)),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let variables = required_variables(channel, c.subject.as_deref(), &c.body)
+        .map_err(|e| ApiError::validation(vec![e]))?;
+    Ok((c, variables.into_iter().map(Some).collect()))
+}
+
+fn check_provider_name(name: Option<String>) -> ApiResult<Option<String>> {
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 512) {
+        return Err(ApiError::invalid_field(
+            "provider_template_name",
+            "must be at most 512 characters",
+        ));
+    }
+    Ok(name)
+}
+
+fn parse_channel(channel: &str) -> ApiResult<Channel> {
+    channel
+        .parse()
+        .map_err(|e: String| ApiError::new(ErrorCode::InvalidChannel, e))
+}
+
+fn conflict(name: &str, channel: &str, locale: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        format!("a {channel} template named {name:?} in locale {locale} already exists"),
+    )
+}
+
+/// Fails with 409 when another live template has this (name, channel, locale).
+async fn ensure_free(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    name: &str,
+    channel: &str,
+    locale: &str,
+    except: Option<Uuid>,
+) -> ApiResult<()> {
+    match db::find_by_name(conn, tenant_id, name, channel, locale).await? {
+        Some(other) if Some(other.id) != except => Err(conflict(name, channel, locale)),
+        _ => Ok(()),
+    }
+}
+
+/// List the tenant's templates, newest first.
+#[utoipa::path(
+    tag = "templates",
+    security(("bearer" = [])),
+    params(TemplateListQuery),
+    responses(
+        (status = 200, description = "A page of templates", body = crate::openapi::TemplateListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/templates")]
+pub async fn list_templates(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    query: web::Query<TemplateListQuery>,
+) -> ApiResult<ApiResponse<Vec<TemplateView>>> {
+    user.require(Permission::Read)?;
+    let query = query.into_inner();
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .parse()?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<TemplateStatus>()
+                .map_err(|e| ApiError::invalid_field("status", e))
+        })
+        .transpose()?;
+    let filter = TemplateFilter {
+        channel: query
+            .channel
+            .as_deref()
+            .map(parse_channel)
+            .transpose()?
+            .map(|c| c.as_str().to_owned()),
+        locale: query.locale,
+        name: query.name,
+        status: status.map(|s| s.as_str().to_owned()),
+    };
+    let mut conn = state.pool.get().await?;
+    let rows =
+        db::list_templates(&mut conn, user.tenant_id, &filter, page.before, page.limit).await?;
+    let (rows, page) = page.finish(rows, |r| r.id);
+    Ok(ApiResponse::list(
+        rows.into_iter().map(TemplateView::from_row).collect(),
+        page,
+    ))
+}
+
+/// Create a template. Its variables are derived from the body and subject.
+#[utoipa::path(
+    tag = "templates",
+    security(("bearer" = [])),
+    request_body = CreateTemplateRequest,
+    responses(
+        (status = 201, description = "The template, version 1", body = crate::openapi::TemplateEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field (a body or subject that does not compile names it), or ERR_CPAAS_INVALID_CHANNEL", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_CONFLICT: (name, channel, locale) is taken", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/templates")]
+pub async fn create_template(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    body: web::Json<CreateTemplateRequest>,
+) -> ApiResult<ApiResponse<TemplateView>> {
+    user.require(Permission::Send)?;
+    let body = body.into_inner();
+    let channel = parse_channel(&body.channel)?;
+    let (content, variables) = check_content(
+        channel,
+        Content {
+            name: body.name,
+            locale: body.locale.unwrap_or_else(|| "en".to_owned()),
+            subject: body.subject,
+            body: body.body,
+            status: body.status.unwrap_or_else(|| "APPROVED".to_owned()),
+        },
+    )?;
+    let new = NewTemplate {
+        id: TemplateId::generate().uuid(),
+        tenant_id: user.tenant_id,
+        name: content.name,
+        channel: channel.as_str().to_owned(),
+        locale: content.locale,
+        subject: content.subject,
+        body: content.body,
+        variables,
+        status: content.status,
+        provider_template_name: check_provider_name(body.provider_template_name)?,
+    };
+    let mut conn = state.pool.get().await?;
+    let row = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            ensure_free(
+                conn,
+                new.tenant_id,
+                &new.name,
+                &new.channel,
+                &new.locale,
+                None,
+            )
+            .await?;
+            Ok(db::insert_template(conn, &new).await?)
+        })
+        .await?;
+    Ok(ApiResponse::created(TemplateView::from_row(row)))
+}
+
+/// One template.
+#[utoipa::path(
+    tag = "templates",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Template id (tpl_…)")),
+    responses(
+        (status = 200, description = "The template", body = crate::openapi::TemplateEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/templates/{id}")]
+pub async fn get_template(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<TemplateView>> {
+    user.require(Permission::Read)?;
+    let id = TemplateId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    let row = db::get_template(&mut conn, user.tenant_id, id.uuid())
+        .await?
+        .ok_or_else(|| ApiError::not_found("template"))?;
+    Ok(ApiResponse::ok(TemplateView::from_row(row)))
+}
+
+/// Change a template. A change of name, locale, subject, body or status bumps `version` and
+/// records the new content in the history, in the same transaction.
+#[utoipa::path(
+    tag = "templates",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Template id (tpl_…)")),
+    request_body = UpdateTemplateRequest,
+    responses(
+        (status = 200, description = "The template", body = crate::openapi::TemplateEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_CONFLICT: (name, channel, locale) is taken", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[patch("/cpaas/v1/templates/{id}")]
+pub async fn update_template(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<UpdateTemplateRequest>,
+) -> ApiResult<ApiResponse<TemplateView>> {
+    user.require(Permission::Send)?;
+    let id = TemplateId::from_path(&path)?;
+    let body = body.into_inner();
+    let tenant_id = user.tenant_id;
+    let mut conn = state.pool.get().await?;
+    let row = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let current = db::lock_template(conn, tenant_id, id.uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("template"))?;
+            apply_update(conn, current, body).await
+        })
+        .await?;
+    Ok(ApiResponse::ok(TemplateView::from_row(row)))
+}
+
+async fn apply_update(
+    conn: &mut AsyncPgConnection,
+    current: Template,
+    body: UpdateTemplateRequest,
+) -> ApiResult<Template> {
+    let channel = parse_channel(&current.channel)?;
+    let (content, variables) = check_content(
+        channel,
+        Content {
+            name: body.name.unwrap_or_else(|| current.name.clone()),
+            locale: body.locale.unwrap_or_else(|| current.locale.clone()),
+            subject: body.subject.or_else(|| current.subject.clone()),
+            body: body.body.unwrap_or_else(|| current.body.clone()),
+            status: body.status.unwrap_or_else(|| current.status.clone()),
+        },
+    )?;
+    let provider_template_name = match body.provider_template_name {
+        Some(name) => check_provider_name(Some(name))?,
+        None => current.provider_template_name.clone(),
+    };
+    let versioned_change = content.name != current.name
+        || content.locale != current.locale
+        || content.subject != current.subject
+        || content.body != current.body
+        || content.status != current.status;
+    if !versioned_change && provider_template_name == current.provider_template_name {
+        return Ok(current);
+    }
+    if content.name != current.name || content.locale != current.locale {
+        ensure_free(
+            conn,
+            current.tenant_id,
+            &content.name,
+            &current.channel,
+            &content.locale,
+            Some(current.id),
+        )
+        .await?;
+    }
+    let changes = TemplateChanges {
+        name: content.name,
+        locale: content.locale,
+        subject: content.subject,
+        body: content.body,
+        variables,
+        status: content.status,
+        provider_template_name,
+        version: current.version + i32::from(versioned_change),
+        updated_at: chrono::Utc::now(),
+    };
+    let row = db::update_template(conn, current.tenant_id, current.id, &changes).await?;
+    if versioned_change {
+        db::insert_version(conn, &TemplateVersion::of(&row)).await?;
+    }
+    Ok(row)
+}
+
+/// Delete a template. Messages already rendered from it keep their content.
+#[utoipa::path(
+    tag = "templates",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Template id (tpl_…)")),
+    responses(
+        (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
+        (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[delete("/cpaas/v1/templates/{id}")]
+pub async fn delete_template(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<ApiResponse<DeletedView>> {
+    user.require(Permission::Send)?;
+    let id = TemplateId::from_path(&path)?;
+    let mut conn = state.pool.get().await?;
+    if !db::delete_template(&mut conn, user.tenant_id, id.uuid()).await? {
+        return Err(ApiError::not_found("template"));
+    }
+    Ok(ApiResponse::ok(DeletedView {
+        id: id.to_string(),
+        deleted: true,
+    }))
+}
