@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod opt_outs;
 pub mod providers;
 pub mod templates;
+pub mod webhooks;
 
 use actix_web::web;
 
@@ -18,5 +19,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     providers::configure(cfg);
     templates::configure(cfg);
     opt_outs::configure(cfg);
+    webhooks::configure(cfg);
     jobs::configure(cfg);
 }

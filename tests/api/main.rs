@@ -13,3 +13,4 @@ mod internal_key;
 mod opt_outs;
 mod providers;
 mod templates;
+mod webhooks;
