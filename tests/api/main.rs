@@ -12,5 +12,6 @@ mod health;
 mod internal_key;
 mod opt_outs;
 mod providers;
+mod template_previews;
 mod templates;
 mod webhooks;
