@@ -12,6 +12,7 @@ pub mod providers;
 pub mod schema;
 pub mod templates;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -33,6 +33,11 @@ impl Template {
     pub fn variable_names(&self) -> Vec<String> {
         self.variables.iter().flatten().cloned().collect()
     }
+
+    /// Whether messages may use it (only APPROVED templates are sent).
+    pub fn is_approved(&self) -> bool {
+        self.status == "APPROVED"
+    }
 }
 
 /// A template to insert (version 1).

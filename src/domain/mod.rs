@@ -7,6 +7,7 @@ pub mod provider_kind;
 pub mod recipient;
 pub mod roles;
 pub mod time;
+pub mod webhook;
 
 pub use channel::Channel;
 pub use ids::{OptOutId, ProviderId, PublicId, TemplateId, WebhookId};

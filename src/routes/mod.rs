@@ -9,6 +9,7 @@ pub mod opt_outs;
 pub mod providers;
 pub mod templates;
 pub mod usage;
+pub mod webhooks;
 
 use actix_web::web;
 
@@ -22,5 +23,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     usage::configure(cfg);
     templates::configure(cfg);
     opt_outs::configure(cfg);
+    webhooks::configure(cfg);
     jobs::configure(cfg);
 }

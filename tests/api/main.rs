@@ -15,4 +15,6 @@ mod internal_key;
 mod messages;
 mod opt_outs;
 mod providers;
+mod template_previews;
 mod templates;
+mod webhooks;

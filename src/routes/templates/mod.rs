@@ -1,6 +1,7 @@
 //! `/cpaas/v1/templates`: message templates. Reads for every role, writes for senders. Every
 //! change of name, locale, subject, body or status bumps `version` and is kept in the history.
 
+mod checks;
 mod handlers;
 mod preview;
 
