@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod messages;
 pub mod openapi;
 pub mod outbox;
+pub mod providers;
 pub mod rate_limit;
 pub mod routes;
 pub mod seed;
