@@ -17,4 +17,5 @@ mod opt_outs;
 mod providers;
 mod template_previews;
 mod templates;
+mod tenancy;
 mod webhooks;

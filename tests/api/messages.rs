@@ -498,3 +498,114 @@ async fn usage_counts_messages_by_channel_and_status() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[actix_web::test]
+async fn a_send_renders_a_template_found_by_id_or_by_name() {
+    let app = spawn_app().await;
+    let t = sender("professional");
+    let (status, created) = json(
+        app.post(
+            "/cpaas/v1/templates",
+            &t,
+            &json!({
+                "name": "login-code",
+                "channel": "SMS",
+                "body": "Hello {{ first_name }}, your code is {{ code }}"
+            }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let by_id = |variables: Value| {
+        json!({
+            "channel": "SMS",
+            "recipient": "+14155552671",
+            "template_id": id,
+            "template_variables": variables,
+        })
+    };
+
+    let (status, body) = send(&app, &t, &by_id(json!({ "first_name": "Ann" }))).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "ERR_CPAAS_TEMPLATE_VARIABLES_MISSING"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"], json!([{ "variable": "code" }]));
+
+    let both = json!({ "first_name": "Ann", "code": "123456" });
+    let (status, body) = send(&app, &t, &by_id(both.clone())).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["body"], "Hello Ann, your code is 123456");
+    assert_eq!(body["data"]["template_id"], id.as_str());
+
+    let by_name = json!({
+        "channel": "SMS",
+        "recipient": "+14155552671",
+        "template_name": "login-code",
+        "template_variables": both,
+    });
+    let (status, body) = send(&app, &t, &by_name).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["body"], "Hello Ann, your code is 123456");
+    assert_eq!(body["data"]["template_id"], id.as_str());
+
+    // The SMS template cannot be sent on another channel, by id or by name.
+    let mut whatsapp = by_id(both.clone());
+    whatsapp["channel"] = json!("WHATSAPP");
+    let (status, body) = send(&app, &t, &whatsapp).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["field"], "template_id",
+        "{body}"
+    );
+    let mut whatsapp = by_name.clone();
+    whatsapp["channel"] = json!("WHATSAPP");
+    let (status, body) = send(&app, &t, &whatsapp).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "ERR_CPAAS_TEMPLATE_NOT_FOUND"),
+        "{body}"
+    );
+
+    let mut missing = by_id(both.clone());
+    missing["template_id"] = json!(format!("tpl_{}", Uuid::now_v7().simple()));
+    let (status, body) = send(&app, &t, &missing).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "ERR_CPAAS_TEMPLATE_NOT_FOUND"),
+        "{body}"
+    );
+    let mut missing = by_name.clone();
+    missing["template_name"] = json!("no-such-template");
+    let (status, body) = send(&app, &t, &missing).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "ERR_CPAAS_TEMPLATE_NOT_FOUND"),
+        "{body}"
+    );
+
+    let mut conn = app.pool.get().await.unwrap();
+    diesel::sql_query("UPDATE templates SET status = 'PENDING' WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(Uuid::parse_str(id.trim_start_matches("tpl_")).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    for body in [by_id(both.clone()), by_name] {
+        let (status, answer) = send(&app, &t, &body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (422, "ERR_CPAAS_TEMPLATE_NOT_APPROVED"),
+            "{answer}"
+        );
+    }
+
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM messages").await,
+        2,
+        "only the two rendered sends were accepted"
+    );
+}

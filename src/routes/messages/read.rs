@@ -201,7 +201,10 @@ pub async fn list_attempts(
 #[utoipa::path(
     tag = "messages",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Message id (msg_…)")),
+    params(
+        ("id" = String, Path, description = "Message id (msg_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     responses(
         (status = 200, description = "Cancelled", body = crate::openapi::MessageEnvelope),
         (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),

@@ -1,6 +1,8 @@
 //! Opt-out handlers.
 
-use actix_web::{delete, get, post, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, delete, get, post, web};
+use diesel_async::AsyncConnection;
 
 use super::{CheckQuery, CreateOptOutRequest, OptOutCheckView, OptOutListQuery, OptOutView};
 use crate::auth::AuthUser;
@@ -9,8 +11,9 @@ use crate::db::pagination::PageParams;
 use crate::domain::OptOutId;
 use crate::domain::opt_out::{OptOutScope, OptOutSource};
 use crate::domain::roles::Permission;
-use crate::envelope::ApiResponse;
+use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::idempotency::{Idempotency, Reply};
 use crate::routes::providers::DeletedView;
 use crate::state::AppState;
 
@@ -90,11 +93,13 @@ pub async fn list_opt_outs(
 }
 
 /// Opt a recipient out of a channel (or ALL). Adding one that is already active answers 200
-/// with the existing opt-out.
+/// with the existing opt-out. With an `Idempotency-Key`, a replay answers the status first
+/// answered (201 or 200), whatever the ledger holds since.
 #[utoipa::path(
     tag = "opt-outs",
     security(("bearer" = [])),
     request_body = CreateOptOutRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
         (status = 201, description = "The new opt-out", body = crate::openapi::OptOutEnvelope),
         (status = 200, description = "The recipient was already opted out: the existing opt-out", body = crate::openapi::OptOutEnvelope),
@@ -104,10 +109,12 @@ pub async fn list_opt_outs(
 )]
 #[post("/cpaas/v1/opt-outs")]
 pub async fn create_opt_out(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     body: web::Json<CreateOptOutRequest>,
-) -> ApiResult<ApiResponse<OptOutView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let body = body.into_inner();
     let scope = parse_scope(&body.channel)?;
@@ -125,22 +132,39 @@ pub async fn create_opt_out(
             format!("must be at most {MAX_REASON_CHARS} characters"),
         ));
     }
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    let (row, created) = db::add_opt_out(
-        &mut conn,
-        user.tenant_id,
-        recipient.normalized(),
-        scope.as_str(),
-        OptOutSource::Api.as_str(),
-        reason.as_deref(),
-    )
-    .await?;
-    let view = OptOutView::from_row(row);
-    Ok(if created {
-        ApiResponse::created(view)
-    } else {
-        ApiResponse::ok(view)
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let (row, created) = db::add_opt_out(
+            conn,
+            tenant,
+            recipient.normalized(),
+            scope.as_str(),
+            OptOutSource::Api.as_str(),
+            reason.as_deref(),
+        )
+        .await?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        idempotency
+            .finish(
+                conn,
+                tenant,
+                &meta,
+                status,
+                &OptOutView::from_row(row),
+                None,
+            )
+            .await
     })
+    .await
 }
 
 /// Whether a recipient is opted out.
@@ -189,7 +213,10 @@ pub async fn check_opt_out(
 #[utoipa::path(
     tag = "opt-outs",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Opt-out id (opt_…)")),
+    params(
+        ("id" = String, Path, description = "Opt-out id (opt_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     responses(
         (status = 200, description = "Removed", body = crate::openapi::DeletedEnvelope),
         (status = 403, description = "The caller may not manage opt-outs", body = crate::envelope::ErrorEnvelope),
@@ -198,18 +225,31 @@ pub async fn check_opt_out(
 )]
 #[delete("/cpaas/v1/opt-outs/{id}")]
 pub async fn delete_opt_out(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
-) -> ApiResult<ApiResponse<DeletedView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let id = OptOutId::from_path(&path)?;
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    if !db::remove_opt_out(&mut conn, user.tenant_id, id.uuid()).await? {
-        return Err(ApiError::not_found("opt-out"));
-    }
-    Ok(ApiResponse::ok(DeletedView {
-        id: id.to_string(),
-        deleted: true,
-    }))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        if !db::remove_opt_out(conn, tenant, id.uuid()).await? {
+            return Err(ApiError::not_found("opt-out"));
+        }
+        let view = DeletedView {
+            id: id.to_string(),
+            deleted: true,
+        };
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
+            .await
+    })
+    .await
 }

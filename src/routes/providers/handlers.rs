@@ -173,6 +173,7 @@ pub async fn list_providers(
     tag = "providers",
     security(("bearer" = [])),
     request_body = CreateProviderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
         (status = 201, description = "The provider", body = crate::openapi::ProviderEnvelope),
         (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
@@ -269,7 +270,10 @@ pub async fn get_provider(
 #[utoipa::path(
     tag = "providers",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Provider id (prv_…)")),
+    params(
+        ("id" = String, Path, description = "Provider id (prv_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     request_body = UpdateProviderRequest,
     responses(
         (status = 200, description = "The provider", body = crate::openapi::ProviderEnvelope),
@@ -376,7 +380,10 @@ pub async fn update_provider(
 #[utoipa::path(
     tag = "providers",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Provider id (prv_…)")),
+    params(
+        ("id" = String, Path, description = "Provider id (prv_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     responses(
         (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
         (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),

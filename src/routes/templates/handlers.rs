@@ -1,6 +1,7 @@
 //! Template CRUD handlers.
 
-use actix_web::{delete, get, patch, post, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, delete, get, patch, post, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 use super::checks::{Content, check_content, check_provider_name, ensure_free, parse_channel};
@@ -12,8 +13,9 @@ use crate::db::templates::{
 };
 use crate::domain::TemplateId;
 use crate::domain::roles::Permission;
-use crate::envelope::ApiResponse;
+use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency::{Idempotency, Reply};
 use crate::routes::providers::DeletedView;
 use crate::state::AppState;
 use crate::templates::TemplateStatus;
@@ -76,6 +78,7 @@ pub async fn list_templates(
     tag = "templates",
     security(("bearer" = [])),
     request_body = CreateTemplateRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
         (status = 201, description = "The template, version 1", body = crate::openapi::TemplateEnvelope),
         (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field (a body or subject that does not compile names it), or ERR_CPAAS_INVALID_CHANNEL", body = crate::envelope::ErrorEnvelope),
@@ -85,10 +88,12 @@ pub async fn list_templates(
 )]
 #[post("/cpaas/v1/templates")]
 pub async fn create_template(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     body: web::Json<CreateTemplateRequest>,
-) -> ApiResult<ApiResponse<TemplateView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let body = body.into_inner();
     let channel = parse_channel(&body.channel)?;
@@ -114,22 +119,27 @@ pub async fn create_template(
         status: content.status,
         provider_template_name: check_provider_name(body.provider_template_name)?,
     };
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            ensure_free(
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        ensure_free(conn, tenant, &new.name, &new.channel, &new.locale, None).await?;
+        let row = db::insert_template(conn, &new).await?;
+        idempotency
+            .finish(
                 conn,
-                new.tenant_id,
-                &new.name,
-                &new.channel,
-                &new.locale,
+                tenant,
+                &meta,
+                StatusCode::CREATED,
+                &TemplateView::from_row(row),
                 None,
             )
-            .await?;
-            Ok(db::insert_template(conn, &new).await?)
-        })
-        .await?;
-    Ok(ApiResponse::created(TemplateView::from_row(row)))
+            .await
+    })
+    .await
 }
 
 /// One template.
@@ -162,7 +172,10 @@ pub async fn get_template(
 #[utoipa::path(
     tag = "templates",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Template id (tpl_…)")),
+    params(
+        ("id" = String, Path, description = "Template id (tpl_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     request_body = UpdateTemplateRequest,
     responses(
         (status = 200, description = "The template", body = crate::openapi::TemplateEnvelope),
@@ -174,25 +187,39 @@ pub async fn get_template(
 )]
 #[patch("/cpaas/v1/templates/{id}")]
 pub async fn update_template(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
     body: web::Json<UpdateTemplateRequest>,
-) -> ApiResult<ApiResponse<TemplateView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let id = TemplateId::from_path(&path)?;
     let body = body.into_inner();
+    let meta = Meta::of(&req);
     let tenant_id = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let current = db::lock_template(conn, tenant_id, id.uuid())
-                .await?
-                .ok_or_else(|| ApiError::not_found("template"))?;
-            apply_update(conn, current, body).await
-        })
-        .await?;
-    Ok(ApiResponse::ok(TemplateView::from_row(row)))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant_id).await? {
+            return Ok(replay);
+        }
+        let current = db::lock_template(conn, tenant_id, id.uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("template"))?;
+        let row = apply_update(conn, current, body).await?;
+        idempotency
+            .finish(
+                conn,
+                tenant_id,
+                &meta,
+                StatusCode::OK,
+                &TemplateView::from_row(row),
+                None,
+            )
+            .await
+    })
+    .await
 }
 
 async fn apply_update(
@@ -256,7 +283,10 @@ async fn apply_update(
 #[utoipa::path(
     tag = "templates",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Template id (tpl_…)")),
+    params(
+        ("id" = String, Path, description = "Template id (tpl_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     responses(
         (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
         (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
@@ -265,18 +295,31 @@ async fn apply_update(
 )]
 #[delete("/cpaas/v1/templates/{id}")]
 pub async fn delete_template(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
-) -> ApiResult<ApiResponse<DeletedView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let id = TemplateId::from_path(&path)?;
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    if !db::delete_template(&mut conn, user.tenant_id, id.uuid()).await? {
-        return Err(ApiError::not_found("template"));
-    }
-    Ok(ApiResponse::ok(DeletedView {
-        id: id.to_string(),
-        deleted: true,
-    }))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        if !db::delete_template(conn, tenant, id.uuid()).await? {
+            return Err(ApiError::not_found("template"));
+        }
+        let view = DeletedView {
+            id: id.to_string(),
+            deleted: true,
+        };
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
+            .await
+    })
+    .await
 }

@@ -1,6 +1,8 @@
 //! Webhook subscription handlers.
 
-use actix_web::{delete, get, patch, post, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, delete, get, patch, post, web};
+use diesel_async::AsyncConnection;
 
 use super::{
     CreateWebhookRequest, UpdateWebhookRequest, WebhookListQuery, WebhookView,
@@ -12,8 +14,9 @@ use crate::db::webhooks::{self as db, NewWebhook, WebhookChanges, seal_webhook_s
 use crate::domain::WebhookId;
 use crate::domain::roles::Permission;
 use crate::domain::webhook::{check_events, check_webhook_url, generate_secret};
-use crate::envelope::ApiResponse;
+use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::idempotency::{Idempotency, Reply};
 use crate::routes::providers::DeletedView;
 use crate::state::AppState;
 
@@ -85,10 +88,15 @@ pub async fn list_webhooks(
 }
 
 /// Subscribe a URL to events. The answer carries the signing secret, shown this once.
+///
+/// With an `Idempotency-Key` the whole answer, secret included, is stored with the key on
+/// purpose: a replay within 24 hours returns the same webhook and the same secret, so a
+/// client that lost the first answer can still learn the secret of the webhook it created.
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
     request_body = CreateWebhookRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer, secret included, for 24 hours")),
     responses(
         (status = 201, description = "The webhook and its secret", body = crate::openapi::WebhookWithSecretEnvelope),
         (status = 400, description = "ERR_CPAAS_INVALID_WEBHOOK_URL, or ERR_CPAAS_VALIDATION_FAILED naming an unknown event", body = crate::envelope::ErrorEnvelope),
@@ -97,10 +105,12 @@ pub async fn list_webhooks(
 )]
 #[post("/cpaas/v1/webhooks")]
 pub async fn create_webhook(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     body: web::Json<CreateWebhookRequest>,
-) -> ApiResult<ApiResponse<WebhookWithSecretView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let body = body.into_inner();
     let url = check_url(&state, &body.url)?;
@@ -118,12 +128,23 @@ pub async fn create_webhook(
         is_active: body.is_active.unwrap_or(true),
         description,
     };
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    let row = db::insert_webhook(&mut conn, &new).await?;
-    Ok(ApiResponse::created(WebhookWithSecretView {
-        webhook: WebhookView::from_row(row),
-        secret,
-    }))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let row = db::insert_webhook(conn, &new).await?;
+        let view = WebhookWithSecretView {
+            webhook: WebhookView::from_row(row),
+            secret,
+        };
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::CREATED, &view, None)
+            .await
+    })
+    .await
 }
 
 /// One webhook (without its secret).
@@ -156,7 +177,10 @@ pub async fn get_webhook(
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Webhook id (whk_…)")),
+    params(
+        ("id" = String, Path, description = "Webhook id (whk_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     request_body = UpdateWebhookRequest,
     responses(
         (status = 200, description = "The webhook", body = crate::openapi::WebhookEnvelope),
@@ -167,11 +191,13 @@ pub async fn get_webhook(
 )]
 #[patch("/cpaas/v1/webhooks/{id}")]
 pub async fn update_webhook(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
     body: web::Json<UpdateWebhookRequest>,
-) -> ApiResult<ApiResponse<WebhookView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let id = WebhookId::from_path(&path)?;
     let body = body.into_inner();
@@ -190,18 +216,38 @@ pub async fn update_webhook(
         },
         updated_at: Some(chrono::Utc::now()),
     };
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    let row = db::update_webhook(&mut conn, user.tenant_id, id.uuid(), &changes)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(ApiResponse::ok(WebhookView::from_row(row)))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook"))?;
+        idempotency
+            .finish(
+                conn,
+                tenant,
+                &meta,
+                StatusCode::OK,
+                &WebhookView::from_row(row),
+                None,
+            )
+            .await
+    })
+    .await
 }
 
 /// Delete a webhook: nothing more is delivered to it.
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Webhook id (whk_…)")),
+    params(
+        ("id" = String, Path, description = "Webhook id (whk_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
     responses(
         (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
         (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
@@ -210,28 +256,45 @@ pub async fn update_webhook(
 )]
 #[delete("/cpaas/v1/webhooks/{id}")]
 pub async fn delete_webhook(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
-) -> ApiResult<ApiResponse<DeletedView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let id = WebhookId::from_path(&path)?;
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    if !db::delete_webhook(&mut conn, user.tenant_id, id.uuid()).await? {
-        return Err(ApiError::not_found("webhook"));
-    }
-    Ok(ApiResponse::ok(DeletedView {
-        id: id.to_string(),
-        deleted: true,
-    }))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        if !db::delete_webhook(conn, tenant, id.uuid()).await? {
+            return Err(ApiError::not_found("webhook"));
+        }
+        let view = DeletedView {
+            id: id.to_string(),
+            deleted: true,
+        };
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
+            .await
+    })
+    .await
 }
 
 /// Replace a webhook's signing secret. The new secret is in this answer only; the old one
-/// stops signing at once.
+/// stops signing at once. With an `Idempotency-Key`, the answer (new secret included) is
+/// stored under the key, so a replay returns the same secret instead of rotating again.
 #[utoipa::path(
     tag = "webhooks",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Webhook id (whk_…)")),
+    params(
+        ("id" = String, Path, description = "Webhook id (whk_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer, secret included, for 24 hours"),
+    ),
     responses(
         (status = 200, description = "The webhook and its new secret", body = crate::openapi::WebhookWithSecretEnvelope),
         (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
@@ -240,10 +303,12 @@ pub async fn delete_webhook(
 )]
 #[post("/cpaas/v1/webhooks/{id}/rotate-secret")]
 pub async fn rotate_webhook_secret(
+    req: HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
+    idempotency: Idempotency,
     path: web::Path<String>,
-) -> ApiResult<ApiResponse<WebhookWithSecretView>> {
+) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let id = WebhookId::from_path(&path)?;
     let secret = generate_secret();
@@ -255,12 +320,23 @@ pub async fn rotate_webhook_secret(
         updated_at: Some(chrono::Utc::now()),
         ..WebhookChanges::default()
     };
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
     let mut conn = state.pool.get().await?;
-    let row = db::update_webhook(&mut conn, user.tenant_id, id.uuid(), &changes)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(ApiResponse::ok(WebhookWithSecretView {
-        webhook: WebhookView::from_row(row),
-        secret,
-    }))
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook"))?;
+        let view = WebhookWithSecretView {
+            webhook: WebhookView::from_row(row),
+            secret,
+        };
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
+            .await
+    })
+    .await
 }
