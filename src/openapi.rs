@@ -51,6 +51,9 @@ envelope_schema! {
     AttemptListEnvelope => Vec<routes::messages::AttemptView>,
     BulkEnvelope => routes::messages::BulkResponse,
     UsageEnvelope => routes::usage::UsageReport,
+    DrainEnvelope => crate::outbox::DrainReport,
+    DeadListEnvelope => Vec<crate::outbox::store::DeadEvent>,
+    RedriveEnvelope => serde_json::Value,
 }
 
 struct Security;
@@ -117,6 +120,9 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         routes::health::healthz,
         routes::health::readyz,
         routes::jobs::run_job,
+        routes::internal::process_outbox,
+        routes::internal::list_dead,
+        routes::internal::redrive,
         routes::messages::send_message,
         routes::messages::send_bulk,
         routes::messages::list_messages,

@@ -11,12 +11,13 @@ use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
-use crate::actors::TokenActor;
+use crate::actors::{OutboxActor, TokenActor};
 use crate::auth::SigningKeys;
 use crate::auth::sessions::SessionDeps;
 use crate::config::Settings;
 use crate::crypto::CredentialCipher;
 use crate::envelope;
+use crate::outbox::{EventBus, Outbox, OutboxPolicy};
 use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::RequestSpan;
@@ -59,6 +60,27 @@ impl Application {
             settings: settings.clone(),
         })
         .start();
+        let bus = Arc::new(match &settings.nats_url {
+            Some(url) => {
+                EventBus::connect(url, &settings.nats_stream, &settings.nats_subject_prefix).await?
+            }
+            None => EventBus::Log,
+        });
+        let outbox = Arc::new(Outbox::new(
+            pool.clone(),
+            bus,
+            crate::outbox::handlers::in_process(&pool, &settings),
+            OutboxPolicy::from_settings(&settings),
+        ));
+        if settings.outbox_enabled {
+            OutboxActor::new(
+                outbox.clone(),
+                settings.database_url.expose_secret().to_owned(),
+                settings.outbox_poll_interval,
+                settings.outbox_batch_size * 10,
+            )
+            .start();
+        }
         let state = AppState {
             pool,
             settings: settings.clone(),
@@ -68,6 +90,7 @@ impl Application {
             rate_limits: Arc::new(crate::rate_limit::RateLimits::new(
                 &settings.rate_limit_overrides,
             )),
+            outbox,
         };
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;

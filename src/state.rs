@@ -9,6 +9,7 @@ use crate::auth::SigningKeys;
 use crate::config::Settings;
 use crate::crypto::CredentialCipher;
 use crate::db::DbPool;
+use crate::outbox::Outbox;
 use crate::rate_limit::RateLimits;
 
 /// Shared application state, cloned into every worker.
@@ -20,4 +21,5 @@ pub struct AppState {
     pub cipher: CredentialCipher,
     pub tokens: Addr<TokenActor>,
     pub rate_limits: Arc<RateLimits>,
+    pub outbox: Arc<Outbox>,
 }

@@ -91,7 +91,7 @@ CREATE TABLE outbox_events (
     CONSTRAINT outbox_events_status_check CHECK (status IN ('PENDING', 'DONE', 'DEAD'))
 );
 CREATE INDEX outbox_events_pending_idx ON outbox_events (next_attempt_at, seq) WHERE status = 'PENDING';
-CREATE INDEX outbox_events_aggregate_idx ON outbox_events (aggregate_id, seq) WHERE status <> 'DONE';
+CREATE INDEX outbox_events_aggregate_idx ON outbox_events (aggregate_id, seq) WHERE status = 'PENDING';
 CREATE INDEX outbox_events_done_idx ON outbox_events (completed_at) WHERE status = 'DONE';
 
 -- Idempotency keys, scoped by tenant. The stored answer is replayed byte for byte.

@@ -48,8 +48,9 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
 }
 
-/// The runtime that drives every pooled connection's socket.
-fn connection_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
+/// The runtime that drives every pooled connection's socket (and other long-lived client
+/// connections, such as the event bus's), independent of actix's per-worker runtimes.
+pub fn connection_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt.handle());

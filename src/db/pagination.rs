@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 
 /// `?limit=&cursor=` of every list.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1–100, default 20.
     pub limit: Option<i64>,

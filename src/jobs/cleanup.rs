@@ -1,5 +1,6 @@
-//! `cleanup`: removes what has outlived its use — expired or long-revoked refresh tokens and
-//! stale login-throttle rows.
+//! `cleanup`: removes what has outlived its use — expired or long-revoked refresh tokens,
+//! stale login-throttle rows and expired idempotency keys (whose stored answers may hold
+//! secrets shown once, such as a new webhook's).
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;

@@ -367,7 +367,7 @@ async fn prepare(
                     format!("the template is for {}, not {channel}", template.channel),
                 )));
             }
-            if template.status != "APPROVED" {
+            if !template.is_approved() {
                 return Ok(Err(ApiError::new(
                     ErrorCode::TemplateNotApproved,
                     format!("the template is {}, not APPROVED", template.status),

@@ -3,9 +3,15 @@
 //! `NOTIFY` on commit wakes the drainer. Events are delivered at least once, in creation order
 //! per aggregate.
 
+pub mod bus;
 pub mod event;
+pub mod handlers;
+pub mod process;
+pub mod store;
 
+pub use bus::EventBus;
 pub use event::{CloudEvent, topics};
+pub use process::{DrainReport, EventHandler, Outbox, OutboxPolicy};
 
 use diesel::prelude::*;
 use diesel_async::{AnsiTransactionManager, TransactionManager};

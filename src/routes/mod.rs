@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod docs;
 pub mod health;
+pub mod internal;
 pub mod jobs;
 pub mod messages;
 pub mod opt_outs;
@@ -24,5 +25,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     templates::configure(cfg);
     opt_outs::configure(cfg);
     webhooks::configure(cfg);
+    internal::configure(cfg);
     jobs::configure(cfg);
 }

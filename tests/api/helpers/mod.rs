@@ -67,10 +67,36 @@ pub fn base_env(database_url: &str) -> HashMap<String, String> {
         ("DEV_KEYS_DIR", dev_keys.display().to_string()),
         ("SEED_ON_START", "false".into()),
         ("PUBLIC_BASE_URL", "http://127.0.0.1:9".into()),
+        ("OUTBOX_ENABLED", "false".into()),
+        ("SCHEDULER_ENABLED", "false".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// The NATS server of the tests.
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Points the app at the test NATS server with a stream and subject prefix of its own.
+pub fn with_nats(env: &mut HashMap<String, String>) -> (String, String) {
+    let id = Uuid::new_v4().simple().to_string();
+    let stream = format!("T_{id}");
+    let prefix = format!("t{id}.");
+    env.insert("NATS_URL".into(), nats_url());
+    env.insert("NATS_STREAM".into(), stream.clone());
+    env.insert("NATS_SUBJECT_PREFIX".into(), prefix.clone());
+    (stream, prefix)
+}
+
+/// Messages held by a JetStream stream.
+pub async fn stream_messages(stream: &str) -> u64 {
+    let client = async_nats::connect(nats_url()).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.expect("stream");
+    s.info().await.expect("info").state.messages
 }
 
 /// Spawns the app on a fresh, seeded database.

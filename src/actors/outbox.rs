@@ -1,0 +1,127 @@
+//! OutboxActor: wakes on `NOTIFY cpaas_outbox` (with a polling fallback and a listener that
+//! reconnects) and drains the outbox through `Outbox::drain`. One drain runs at a time; a wake-up
+//! during a drain schedules another right after it. A panic inside a drain is caught and logged;
+//! the actor keeps going.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::{FutureExt, StreamExt};
+
+use crate::outbox::{NOTIFY_CHANNEL, Outbox};
+
+/// Drain now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// The outbox drainer actor.
+pub struct OutboxActor {
+    outbox: Arc<Outbox>,
+    database_url: String,
+    poll_interval: Duration,
+    max_per_drain: i64,
+    running: bool,
+    wake_pending: bool,
+}
+
+impl OutboxActor {
+    pub fn new(
+        outbox: Arc<Outbox>,
+        database_url: String,
+        poll_interval: Duration,
+        max_per_drain: i64,
+    ) -> Self {
+        Self {
+            outbox,
+            database_url,
+            poll_interval,
+            max_per_drain,
+            running: false,
+            wake_pending: false,
+        }
+    }
+
+    fn kick(&mut self, ctx: &mut Context<Self>) {
+        if self.running {
+            self.wake_pending = true;
+            return;
+        }
+        self.running = true;
+        self.wake_pending = false;
+        let outbox = self.outbox.clone();
+        let max = self.max_per_drain;
+        let drain = async move { AssertUnwindSafe(outbox.drain(max)).catch_unwind().await };
+        ctx.spawn(drain.into_actor(self).map(move |result, act, ctx| {
+            act.running = false;
+            let more = match result {
+                Ok(Ok(report)) => report.claimed >= max,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "outbox drain failed; retrying on the next tick");
+                    false
+                }
+                Err(_) => {
+                    tracing::error!("outbox drain panicked; the actor carries on");
+                    false
+                }
+            };
+            if more || act.wake_pending {
+                act.kick(ctx);
+            }
+        }));
+    }
+}
+
+impl Actor for OutboxActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.poll_interval, |act, ctx| act.kick(ctx));
+        let addr = ctx.address();
+        let url = self.database_url.clone();
+        ctx.spawn(listen(url, addr).into_actor(self));
+        self.kick(ctx);
+    }
+}
+
+impl Handler<Wake> for OutboxActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.kick(ctx);
+    }
+}
+
+/// Listens for commit notifications and wakes the actor; reconnects when the connection drops.
+async fn listen(url: String, addr: Addr<OutboxActor>) {
+    loop {
+        match listen_once(&url, &addr).await {
+            Ok(()) => tracing::info!("outbox listener connection closed; reconnecting"),
+            Err(e) => tracing::warn!(error = %e, "outbox listener failed; reconnecting"),
+        }
+        if !addr.connected() {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen_once(url: &str, addr: &Addr<OutboxActor>) -> anyhow::Result<()> {
+    let mut conn: AsyncPgConnection = crate::db::connect(url, Duration::from_secs(3)).await?;
+    diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
+        .execute(&mut conn)
+        .await?;
+    addr.do_send(Wake);
+    let mut notifications = std::pin::pin!(conn.notifications_stream());
+    while let Some(n) = notifications.next().await {
+        n?;
+        if !addr.connected() {
+            return Ok(());
+        }
+        addr.do_send(Wake);
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Draining the outbox: claim a batch, publish it to the bus, run the in-process handlers that
+//! want each event, record each destination's progress, then complete, retry with capped
+//! exponential backoff and jitter, or dead-letter. The OutboxActor, the internal endpoint and
+//! the tests all call `Outbox::drain`.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use futures_util::stream::{self, StreamExt};
+use rand::Rng;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::bus::{EventBus, Publication};
+use super::store::{self, ClaimedEvent, FailureFate};
+use crate::config::Settings;
+use crate::db::{DbError, DbPool};
+
+/// The destination name of the event bus.
+pub const BUS: &str = "bus";
+
+/// An in-process consumer of outbox events. It must be idempotent: an event is delivered at
+/// least once.
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    /// The name its progress is recorded under.
+    fn name(&self) -> &'static str;
+    /// Whether it acts on events of this topic.
+    fn wants(&self, topic: &str) -> bool;
+    /// Acts on one event.
+    async fn handle(&self, event: &ClaimedEvent) -> Result<(), String>;
+}
+
+/// What one drain did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DrainReport {
+    pub claimed: i64,
+    pub published: i64,
+    pub failed: i64,
+    pub dead_lettered: i64,
+    pub remaining: i64,
+}
+
+/// Timing of retries and claims.
+#[derive(Clone, Debug)]
+pub struct OutboxPolicy {
+    pub batch_size: i64,
+    pub lease: Duration,
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    pub handler_concurrency: usize,
+}
+
+impl OutboxPolicy {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            batch_size: s.outbox_batch_size,
+            lease: s.outbox_lease,
+            max_attempts: s.outbox_max_attempts,
+            backoff_base: s.outbox_backoff_base,
+            backoff_cap: s.outbox_backoff_cap,
+            handler_concurrency: 64,
+        }
+    }
+
+    /// Capped exponential backoff with jitter (between half and all of the step).
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exp = 2f64.powi(attempts.clamp(0, 30));
+        let step = (self.backoff_base.as_secs_f64() * exp).min(self.backoff_cap.as_secs_f64());
+        Duration::from_secs_f64(step * rand::thread_rng().gen_range(0.5..=1.0))
+    }
+}
+
+/// The outbox drainer of this process.
+pub struct Outbox {
+    pool: DbPool,
+    bus: Arc<EventBus>,
+    handlers: Vec<Arc<dyn EventHandler>>,
+    owner: String,
+    policy: OutboxPolicy,
+}
+
+impl Outbox {
+    pub fn new(
+        pool: DbPool,
+        bus: Arc<EventBus>,
+        handlers: Vec<Arc<dyn EventHandler>>,
+        policy: OutboxPolicy,
+    ) -> Self {
+        Self {
+            pool,
+            bus,
+            handlers,
+            owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
+            policy,
+        }
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Drains up to `max_events` events whose time has come.
+    pub async fn drain(&self, max_events: i64) -> Result<DrainReport, DbError> {
+        let mut report = DrainReport::default();
+        while report.claimed < max_events {
+            let limit = self.policy.batch_size.min(max_events - report.claimed);
+            let batch = self.drain_batch(limit).await?;
+            report.claimed += batch.claimed;
+            report.published += batch.published;
+            report.failed += batch.failed;
+            report.dead_lettered += batch.dead_lettered;
+            if batch.claimed < limit {
+                break;
+            }
+        }
+        let mut conn = self.pool.get().await?;
+        report.remaining = store::backlog(&mut conn).await?.0;
+        Ok(report)
+    }
+
+    async fn drain_batch(&self, limit: i64) -> Result<DrainReport, DbError> {
+        let mut conn = self.pool.get().await?;
+        let events = store::claim(&mut conn, &self.owner, self.policy.lease, limit).await?;
+        drop(conn);
+        let mut report = DrainReport {
+            claimed: events.len() as i64,
+            ..Default::default()
+        };
+        if events.is_empty() {
+            return Ok(report);
+        }
+        let mut errors: Vec<Vec<String>> = vec![Vec::new(); events.len()];
+
+        let to_publish: Vec<usize> = (0..events.len())
+            .filter(|&i| !events[i].is_done(BUS))
+            .collect();
+        let event_ids: Vec<String> = to_publish.iter().map(|&i| events[i].event_id()).collect();
+        let publications: Vec<Publication<'_>> = to_publish
+            .iter()
+            .zip(&event_ids)
+            .map(|(&i, id)| Publication {
+                event_id: id,
+                topic: &events[i].topic,
+                payload: &events[i].payload,
+            })
+            .collect();
+        let results = self.bus.publish(&publications).await;
+        let mut succeeded: Vec<Vec<&'static str>> = vec![Vec::new(); events.len()];
+        for (&i, result) in to_publish.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    report.published += 1;
+                    succeeded[i].push(BUS);
+                }
+                Err(e) => errors[i].push(format!("{BUS}: {e}")),
+            }
+        }
+
+        let jobs: Vec<(usize, Arc<dyn EventHandler>)> = events
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| {
+                self.handlers
+                    .iter()
+                    .filter(move |h| h.wants(&e.topic) && !e.is_done(h.name()))
+                    .map(move |h| (i, h.clone()))
+            })
+            .collect();
+        let runs: Vec<_> = jobs
+            .into_iter()
+            .map(|(i, handler)| {
+                let event = events[i].clone();
+                async move {
+                    let name = handler.name();
+                    let outcome = AssertUnwindSafe(handler.handle(&event))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            Err(format!("handler panicked: {}", panic_message(&panic)))
+                        });
+                    (i, name, outcome)
+                }
+            })
+            .collect();
+        let outcomes: Vec<(usize, &'static str, Result<(), String>)> = stream::iter(runs)
+            .buffer_unordered(self.policy.handler_concurrency.max(1))
+            .collect()
+            .await;
+        for (i, name, outcome) in outcomes {
+            match outcome {
+                Ok(()) => succeeded[i].push(name),
+                Err(e) => {
+                    tracing::warn!(event_id = %events[i].event_id(), handler = name, error = %e, "outbox handler failed");
+                    errors[i].push(format!("{name}: {e}"));
+                }
+            }
+        }
+
+        // Fully handled events are completed in one statement; the progress of partly handled
+        // ones is recorded so their retry skips what already happened.
+        let mut conn = self.pool.get().await?;
+        let done: Vec<Uuid> = events
+            .iter()
+            .zip(&errors)
+            .filter(|(_, errs)| errs.is_empty())
+            .map(|(e, _)| e.id)
+            .collect();
+        store::complete(&mut conn, &self.owner, &done).await?;
+        for (i, event) in events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !errors[*i].is_empty())
+        {
+            report.failed += 1;
+            for destination in &succeeded[i] {
+                store::mark_destination(&mut conn, event.id, destination).await?;
+            }
+            let delay = self.policy.backoff(event.attempts);
+            let error = errors[i].join("; ");
+            let fate = store::fail(
+                &mut conn,
+                &self.owner,
+                event.id,
+                &error,
+                delay,
+                self.policy.max_attempts,
+            )
+            .await?;
+            if fate == FailureFate::DeadLettered {
+                report.dead_lettered += 1;
+                tracing::error!(event_id = %event.event_id(), topic = %event.topic, %error, "outbox event dead-lettered");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Gives up this process's leases (graceful shutdown).
+    pub async fn release(&self) -> Result<usize, DbError> {
+        let mut conn = self.pool.get().await?;
+        Ok(store::release(&mut conn, &self.owner).await?)
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = OutboxPolicy {
+            batch_size: 10,
+            lease: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(60),
+            handler_concurrency: 1,
+        };
+        let first = policy.backoff(0);
+        assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500));
+        let fourth = policy.backoff(3);
+        assert!(fourth >= Duration::from_secs(2) && fourth <= Duration::from_secs(4));
+        assert!(policy.backoff(20) <= Duration::from_secs(60));
+        assert!(policy.backoff(20) >= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,263 @@
+//! The outbox's SQL: lease-based claims of each aggregate's oldest pending event with
+//! `FOR UPDATE SKIP LOCKED`, per-destination progress, retries with backoff, dead letters.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{
+    Array, BigInt, Double, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A claimed event.
+#[derive(Clone, Debug, QueryableByName)]
+pub struct ClaimedEvent {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub tenant_id: Option<Uuid>,
+    #[diesel(sql_type = SqlUuid)]
+    pub aggregate_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub topic: String,
+    #[diesel(sql_type = Jsonb)]
+    pub payload: Value,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Array<Nullable<Text>>)]
+    pub destinations_done: Vec<Option<String>>,
+}
+
+impl ClaimedEvent {
+    /// The CloudEvent id (`evt-…`).
+    pub fn event_id(&self) -> String {
+        self.payload["id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("evt-{}", self.id))
+    }
+
+    pub fn is_done(&self, destination: &str) -> bool {
+        self.destinations_done
+            .iter()
+            .flatten()
+            .any(|d| d == destination)
+    }
+}
+
+/// Claims up to `limit` events whose time has come and whose aggregate has no older pending
+/// event, leasing them to `owner` for `lease`.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+) -> QueryResult<Vec<ClaimedEvent>> {
+    diesel::sql_query(
+        "WITH candidates AS ( \
+           SELECT e.id FROM outbox_events e \
+           WHERE e.status = 'PENDING' AND e.next_attempt_at <= now() \
+             AND (e.lease_until IS NULL OR e.lease_until < now()) \
+             AND NOT EXISTS (SELECT 1 FROM outbox_events o \
+                             WHERE o.aggregate_id = e.aggregate_id AND o.status = 'PENDING' \
+                               AND o.seq < e.seq) \
+           ORDER BY e.seq LIMIT $3 \
+           FOR UPDATE SKIP LOCKED) \
+         UPDATE outbox_events e SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
+         FROM candidates c WHERE e.id = c.id \
+         RETURNING e.id, e.seq, e.tenant_id, e.aggregate_id, e.topic, e.payload, e.attempts, \
+                   e.destinations_done",
+    )
+    .bind::<Text, _>(owner)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
+    .map(|mut rows: Vec<ClaimedEvent>| {
+        rows.sort_by_key(|r| r.seq);
+        rows
+    })
+}
+
+/// Marks events fully handled.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    ids: &[Uuid],
+) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "UPDATE outbox_events SET status = 'DONE', completed_at = now(), lease_owner = NULL, \
+           lease_until = NULL, last_error = NULL \
+         WHERE id = ANY($1) AND lease_owner = $2",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Text, _>(owner)
+    .execute(conn)
+    .await
+}
+
+/// Records a destination as done, so a retry does not repeat its side effect.
+pub async fn mark_destination(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    destination: &str,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE outbox_events SET destinations_done = array_append(destinations_done, $2) \
+         WHERE id = $1 AND NOT ($2 = ANY(destinations_done))",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(destination)
+    .execute(conn)
+    .await
+}
+
+/// What happened to a failed event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FailureFate {
+    Retry { at: DateTime<Utc> },
+    DeadLettered,
+}
+
+/// Records a failure: the event is retried after `delay`, or dead-lettered when it has
+/// failed `max_attempts` times.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    id: Uuid,
+    error: &str,
+    delay: Duration,
+    max_attempts: i32,
+) -> QueryResult<FailureFate> {
+    #[derive(QueryableByName)]
+    struct Outcome {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = Timestamptz)]
+        next_attempt_at: DateTime<Utc>,
+    }
+    let outcome: Outcome = diesel::sql_query(
+        "UPDATE outbox_events SET attempts = attempts + 1, last_error = $3, lease_owner = NULL, \
+           lease_until = NULL, next_attempt_at = now() + make_interval(secs => $4), \
+           status = CASE WHEN attempts + 1 >= $5 THEN 'DEAD' ELSE 'PENDING' END \
+         WHERE id = $1 AND lease_owner = $2 \
+         RETURNING status, next_attempt_at",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(owner)
+    .bind::<Text, _>(error)
+    .bind::<Double, _>(delay.as_secs_f64())
+    .bind::<Integer, _>(max_attempts)
+    .get_result(conn)
+    .await?;
+    Ok(if outcome.status == "DEAD" {
+        FailureFate::DeadLettered
+    } else {
+        FailureFate::Retry {
+            at: outcome.next_attempt_at,
+        }
+    })
+}
+
+/// Releases this owner's leases (graceful shutdown) so another drainer can take them at once.
+pub async fn release(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE outbox_events SET lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner = $1 AND status = 'PENDING'",
+    )
+    .bind::<Text, _>(owner)
+    .execute(conn)
+    .await
+}
+
+/// Pending events and the age of the oldest, in seconds.
+pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, f64)> {
+    #[derive(QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = BigInt)]
+        pending: i64,
+        #[diesel(sql_type = Double)]
+        oldest_secs: f64,
+    }
+    let b: Backlog = diesel::sql_query(
+        "SELECT count(*) AS pending, \
+           coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_secs \
+         FROM outbox_events WHERE status = 'PENDING'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((b.pending, b.oldest_secs))
+}
+
+/// A dead-lettered event.
+#[derive(Clone, Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
+pub struct DeadEvent {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub topic: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub aggregate_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+    #[diesel(sql_type = Array<Nullable<Text>>)]
+    pub destinations_done: Vec<Option<String>>,
+    #[diesel(sql_type = Timestamptz)]
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Jsonb)]
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+/// Dead letters, newest first, older than the cursor.
+pub async fn list_dead(
+    conn: &mut AsyncPgConnection,
+    before: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<DeadEvent>> {
+    diesel::sql_query(
+        "SELECT id, topic, aggregate_id, attempts, last_error, destinations_done, created_at, payload \
+         FROM outbox_events WHERE status = 'DEAD' AND ($1::uuid IS NULL OR id < $1) \
+         ORDER BY id DESC LIMIT $2",
+    )
+    .bind::<Nullable<SqlUuid>, _>(before)
+    .bind::<BigInt, _>(limit + 1)
+    .load(conn)
+    .await
+}
+
+/// Puts a dead letter back in the queue with a fresh attempt budget.
+pub async fn redrive(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::sql_query(
+        "UPDATE outbox_events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), \
+           lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND status = 'DEAD'",
+    )
+    .bind::<SqlUuid, _>(id)
+    .execute(conn)
+    .await
+    .map(|n| n == 1)
+}
+
+/// Deletes events completed before the retention window; returns how many.
+pub async fn purge_done(conn: &mut AsyncPgConnection, retention: Duration) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM outbox_events WHERE status = 'DONE' \
+         AND completed_at < now() - make_interval(secs => $1)",
+    )
+    .bind::<Double, _>(retention.as_secs_f64())
+    .execute(conn)
+    .await
+}
