@@ -14,6 +14,7 @@ mod idempotency;
 mod internal_key;
 mod messages;
 mod opt_outs;
+mod provider_wire;
 mod providers;
 mod template_previews;
 mod templates;
