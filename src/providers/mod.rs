@@ -1,14 +1,33 @@
 //! Provider adapters: one client per provider kind, each speaking the provider's real wire
 //! format against a configurable base URL. An adapter makes exactly one call per `send` and
 //! never retries by itself; it classifies what happened so delivery can decide.
+//!
+//! Clients are built from stored settings with [`build_client`] and share one
+//! [`reqwest::Client`] (see [`http_client`]). Every adapter passes our message id through the
+//! provider's echo field where the provider has one; each module says which field it uses.
 
+pub mod aws_ses;
+mod aws_signing;
+pub mod aws_sns;
+pub mod fcm;
+pub mod http;
+pub mod meta_whatsapp;
+pub mod sandbox;
+pub mod sendgrid;
+pub mod twilio;
+pub mod vonage;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::{Channel, ProviderKind};
+
+pub use http::http_client;
 
 /// What to send through a provider.
 #[derive(Clone, Debug)]
@@ -80,6 +99,74 @@ pub struct ProviderSettings {
     pub kind: ProviderKind,
     pub config: Map<String, Value>,
     pub credentials: Map<String, Value>,
+}
+
+impl ProviderSettings {
+    /// A non-empty `config` string, trimmed.
+    pub fn config_str(&self, key: &str) -> Option<&str> {
+        non_empty(self.config.get(key))
+    }
+
+    /// A non-empty `credentials` string, trimmed.
+    pub fn credential_str(&self, key: &str) -> Option<&str> {
+        non_empty(self.credentials.get(key))
+    }
+
+    /// `config.base_url` without a trailing slash, or `default`.
+    pub fn base_url(&self, default: &str) -> String {
+        self.config_str("base_url")
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub(crate) fn require_config(&self, key: &str) -> anyhow::Result<String> {
+        self.config_str(key)
+            .map(str::to_owned)
+            .with_context(|| format!("config.{key} is required for {}", self.kind))
+    }
+
+    pub(crate) fn require_credential(&self, key: &str) -> anyhow::Result<String> {
+        self.credential_str(key)
+            .map(str::to_owned)
+            .with_context(|| format!("credentials.{key} is required for {}", self.kind))
+    }
+}
+
+fn non_empty(value: Option<&Value>) -> Option<&str> {
+    value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Builds the client for one provider from its opened settings. Fails when a setting the kind
+/// needs is missing or unusable (for FCM, a service account key that does not parse).
+pub fn build_client(
+    settings: &ProviderSettings,
+    http: reqwest::Client,
+) -> anyhow::Result<Arc<dyn ProviderClient>> {
+    Ok(match settings.kind {
+        ProviderKind::Twilio => Arc::new(twilio::TwilioClient::new(settings, http)?),
+        ProviderKind::MetaWhatsapp => {
+            Arc::new(meta_whatsapp::MetaWhatsappClient::new(settings, http)?)
+        }
+        ProviderKind::Vonage => Arc::new(vonage::VonageClient::new(settings, http)?),
+        ProviderKind::AwsSns => Arc::new(aws_sns::SnsClient::new(settings, http)?),
+        ProviderKind::Sendgrid => Arc::new(sendgrid::SendgridClient::new(settings, http)?),
+        ProviderKind::AwsSes => Arc::new(aws_ses::SesClient::new(settings, http)?),
+        ProviderKind::Fcm => Arc::new(fcm::FcmClient::new(settings, http)?),
+        ProviderKind::Sandbox => Arc::new(sandbox::SandboxClient::new(settings)?),
+    })
+}
+
+/// The outcome for a message on a channel the provider does not carry (routing should never
+/// pick such a provider).
+pub(crate) fn unsupported_channel(kind: ProviderKind, channel: Channel) -> SendOutcome {
+    SendOutcome::PermanentFailure {
+        code: "UNSUPPORTED_CHANNEL".into(),
+        message: format!("{kind} does not carry {channel} messages"),
+    }
 }
 
 /// A client for one configured provider.

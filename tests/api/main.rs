@@ -15,6 +15,7 @@ mod internal_key;
 mod messages;
 mod opt_outs;
 mod outbox;
+mod provider_wire;
 mod providers;
 mod template_previews;
 mod templates;

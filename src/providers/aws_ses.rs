@@ -1,0 +1,135 @@
+//! Amazon SES v2: e-mail through `outbound-emails`.
+//!
+//! - `POST {base}/v2/email/outbound-emails` (base `https://email.{region}.amazonaws.com`),
+//!   JSON with `FromEmailAddress`, `Destination.ToAddresses`, a simple content (subject and
+//!   text body) and `ConfigurationSetName` when configured; signed with SigV4 (service `ses`).
+//! - Echo field: `EmailTags` `message_id` = our id and `tenant_id` = the tenant UUID; both are
+//!   valid tag values as they are (`[A-Za-z0-9_-]`), and SES returns them as `mail.tags` in
+//!   every event published through the configuration set.
+//! - Id: `MessageId`.
+//! - Errors: the `x-amzn-ErrorType` header names the error, the body carries `message`.
+//!   `TooManyRequestsException` and `LimitExceededException` are rate limits; other codes
+//!   follow the HTTP status (5xx transient, 4xx permanent).
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::aws_signing::AwsSigner;
+use super::http::{self, Hint, ProviderError, Reply};
+use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use crate::domain::{Channel, ProviderKind};
+
+/// SES in one region, sending from one address.
+pub struct SesClient {
+    http: reqwest::Client,
+    url: String,
+    signer: AwsSigner,
+    from_email: String,
+    configuration_set: Option<String>,
+}
+
+impl SesClient {
+    /// Needs `region`, `from_email`, `access_key_id` and `secret_access_key`.
+    pub fn new(settings: &ProviderSettings, http: reqwest::Client) -> anyhow::Result<Self> {
+        let region = settings.require_config("region")?;
+        let default_base = format!("https://email.{region}.amazonaws.com");
+        Ok(Self {
+            url: format!(
+                "{}/v2/email/outbound-emails",
+                settings.base_url(&default_base)
+            ),
+            signer: AwsSigner::new(settings, &region, "ses")?,
+            from_email: settings.require_config("from_email")?,
+            configuration_set: settings.config_str("configuration_set").map(str::to_owned),
+            http,
+        })
+    }
+
+    fn body(&self, message: &OutboundMessage, subject: &str) -> Value {
+        let mut body = json!({
+            "FromEmailAddress": self.from_email,
+            "Destination": {"ToAddresses": [message.recipient]},
+            "Content": {"Simple": {
+                "Subject": {"Data": subject, "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": message.body, "Charset": "UTF-8"}},
+            }},
+            "EmailTags": [
+                {"Name": "message_id", "Value": message.message_id},
+                {"Name": "tenant_id", "Value": message.tenant_id.to_string()},
+            ],
+        });
+        if let Some(set) = &self.configuration_set {
+            body["ConfigurationSetName"] = json!(set);
+        }
+        body
+    }
+}
+
+#[async_trait]
+impl ProviderClient for SesClient {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::AwsSes
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> SendOutcome {
+        if message.channel != Channel::Email {
+            return super::unsupported_channel(ProviderKind::AwsSes, message.channel);
+        }
+        let Some(subject) = message.subject.as_deref() else {
+            return super::sendgrid::missing_subject();
+        };
+        let body = self.body(message, subject).to_string().into_bytes();
+        let request = match self
+            .signer
+            .signed_post(&self.http, &self.url, "application/json", body)
+        {
+            Ok(request) => request,
+            Err(err) => {
+                return SendOutcome::PermanentFailure {
+                    code: "SIGNING_FAILED".into(),
+                    message: format!("the request could not be signed: {err:#}"),
+                };
+            }
+        };
+        match http::execute(request).await {
+            Ok(reply) if reply.status.is_success() => {
+                let id = reply.json().and_then(|b| {
+                    b.get("MessageId")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                });
+                http::accepted(id, None, &reply)
+            }
+            Ok(reply) => http::classify_error(&reply, error(&reply)),
+            Err(outcome) => outcome,
+        }
+    }
+}
+
+fn error(reply: &Reply) -> ProviderError {
+    let body = reply.json().unwrap_or(Value::Null);
+    // `x-amzn-ErrorType` may carry a namespace after a colon; a body `__type` may prefix one.
+    let code = reply
+        .header("x-amzn-errortype")
+        .map(|t| t.split(':').next().unwrap_or(t))
+        .or_else(|| {
+            body.get("__type")
+                .and_then(Value::as_str)
+                .map(|t| t.rsplit('#').next().unwrap_or(t))
+        })
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let message = ["message", "Message"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_str))
+        .map(str::to_owned);
+    ProviderError {
+        hint: match code.as_deref() {
+            Some("TooManyRequestsException" | "LimitExceededException") => Some(Hint::RateLimited),
+            _ => None,
+        },
+        code,
+        message,
+        retry_after: None,
+    }
+}

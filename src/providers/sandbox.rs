@@ -1,0 +1,139 @@
+//! The sandbox provider: nothing leaves the process.
+//!
+//! Each send fails permanently with probability `failure_rate` (0 to 1, default 0) and code
+//! `failure_code` (default `SANDBOX_FAILURE`); otherwise it is accepted with id
+//! `sbx_<uuid>` at a cost of 0. The delivery report that follows after `delivery_delay_ms` is
+//! not this adapter's business: [`delivery_delay`] reads the setting for whoever produces it.
+//! Echo field: none is needed, the id is ours.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use crate::domain::ProviderKind;
+
+const DEFAULT_FAILURE_CODE: &str = "SANDBOX_FAILURE";
+
+/// A provider that answers from memory.
+pub struct SandboxClient {
+    failure_rate: f64,
+    failure_code: String,
+}
+
+impl SandboxClient {
+    /// Reads `failure_rate` and `failure_code`; both are optional.
+    pub fn new(settings: &ProviderSettings) -> anyhow::Result<Self> {
+        let failure_rate = match settings.config.get("failure_rate") {
+            None | Some(Value::Null) => 0.0,
+            Some(value) => value
+                .as_f64()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("config.failure_rate must be a number between 0 and 1")
+                })?,
+        };
+        Ok(Self {
+            failure_rate,
+            failure_code: settings
+                .config_str("failure_code")
+                .unwrap_or(DEFAULT_FAILURE_CODE)
+                .to_owned(),
+        })
+    }
+}
+
+/// How long after acceptance a sandbox message is reported delivered (`delivery_delay_ms`,
+/// default 0).
+pub fn delivery_delay(settings: &ProviderSettings) -> Duration {
+    Duration::from_millis(
+        settings
+            .config
+            .get("delivery_delay_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    )
+}
+
+#[async_trait]
+impl ProviderClient for SandboxClient {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Sandbox
+    }
+
+    async fn send(&self, message: &OutboundMessage) -> SendOutcome {
+        if self.failure_rate > 0.0 && rand::random::<f64>() < self.failure_rate {
+            return SendOutcome::PermanentFailure {
+                code: self.failure_code.clone(),
+                message: format!(
+                    "the sandbox failed {} on purpose (failure_rate {})",
+                    message.message_id, self.failure_rate
+                ),
+            };
+        }
+        SendOutcome::Accepted {
+            provider_message_id: format!("sbx_{}", Uuid::new_v4().simple()),
+            cost_usd_micros: Some(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::domain::Channel;
+
+    fn client(config: Value) -> SandboxClient {
+        let Value::Object(config) = config else {
+            unreachable!()
+        };
+        SandboxClient::new(&ProviderSettings {
+            provider_id: Uuid::now_v7(),
+            kind: ProviderKind::Sandbox,
+            config,
+            credentials: Map::new(),
+        })
+        .unwrap()
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            message_id: "msg_1".into(),
+            tenant_id: Uuid::now_v7(),
+            channel: Channel::Sms,
+            recipient: "+14155550100".into(),
+            subject: None,
+            body: "hi".into(),
+            provider_template: None,
+            metadata: Value::Null,
+            status_callback_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_without_failures_accepts_at_no_cost() {
+        match client(json!({})).send(&message()).await {
+            SendOutcome::Accepted {
+                provider_message_id,
+                cost_usd_micros,
+            } => {
+                assert!(provider_message_id.starts_with("sbx_"));
+                assert_eq!(cost_usd_micros, Some(0));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_that_always_fails_names_its_code() {
+        let client = client(json!({"failure_rate": 1.0, "failure_code": "NOPE"}));
+        match client.send(&message()).await {
+            SendOutcome::PermanentFailure { code, .. } => assert_eq!(code, "NOPE"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
