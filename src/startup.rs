@@ -66,10 +66,15 @@ impl Application {
             }
             None => EventBus::Log,
         });
+        let delivery = Arc::new(crate::delivery::Delivery::from_settings(
+            pool.clone(),
+            cipher.clone(),
+            &settings,
+        )?);
         let outbox = Arc::new(Outbox::new(
             pool.clone(),
             bus,
-            crate::outbox::handlers::in_process(&pool, &settings),
+            crate::outbox::handlers::in_process(&delivery),
             OutboxPolicy::from_settings(&settings),
         ));
         if settings.outbox_enabled {
@@ -91,6 +96,7 @@ impl Application {
                 &settings.rate_limit_overrides,
             )),
             outbox,
+            delivery,
         };
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;

@@ -22,4 +22,5 @@ pub struct AppState {
     pub tokens: Addr<TokenActor>,
     pub rate_limits: Arc<RateLimits>,
     pub outbox: Arc<Outbox>,
+    pub delivery: Arc<crate::delivery::Delivery>,
 }

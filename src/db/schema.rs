@@ -71,6 +71,10 @@ diesel::table! {
         read_at -> Nullable<Timestamptz>,
         failed_at -> Nullable<Timestamptz>,
         cancelled_at -> Nullable<Timestamptz>,
+        next_attempt_at -> Nullable<Timestamptz>,
+        provider_attempts -> Int4,
+        tried_provider_ids -> Array<Nullable<Uuid>>,
+        ambiguous -> Bool,
     }
 }
 
@@ -127,6 +131,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        circuit_state -> Text,
+        circuit_opened_at -> Nullable<Timestamptz>,
     }
 }
 

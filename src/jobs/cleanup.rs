@@ -6,13 +6,14 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use super::JobReport;
+use crate::config::Settings;
+use crate::db::DbPool;
 use crate::db::schema::{refresh_token_families, refresh_tokens};
-use crate::db::{DbError, DbPool};
 
 /// Revoked families are kept this long for forensics before they are deleted.
 const REVOKED_RETENTION_DAYS: i64 = 7;
 
-pub async fn run(pool: &DbPool) -> Result<JobReport, DbError> {
+pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super::JobError> {
     let mut conn = pool.get().await?;
     let now = chrono::Utc::now();
     let expired_tokens =
@@ -28,18 +29,21 @@ pub async fn run(pool: &DbPool) -> Result<JobReport, DbError> {
     let throttles =
         crate::auth::throttle::purge_expired(&mut conn, std::time::Duration::from_secs(24 * 3600))
             .await?;
+    let idempotency_keys = crate::idempotency::purge_expired(&mut conn).await?;
+    let outbox_events =
+        crate::outbox::store::purge_done(&mut conn, settings.outbox_retention).await?;
     let mut report = JobReport {
         job: "cleanup".into(),
         ..Default::default()
     };
-    report
-        .counts
-        .insert("expired_refresh_tokens".into(), expired_tokens as i64);
-    report
-        .counts
-        .insert("revoked_families".into(), old_families as i64);
-    report
-        .counts
-        .insert("login_throttles".into(), throttles as i64);
+    for (name, n) in [
+        ("expired_refresh_tokens", expired_tokens),
+        ("revoked_families", old_families),
+        ("login_throttles", throttles),
+        ("idempotency_keys", idempotency_keys),
+        ("outbox_events", outbox_events),
+    ] {
+        report.counts.insert(name.into(), n as i64);
+    }
     Ok(report)
 }

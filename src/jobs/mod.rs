@@ -2,11 +2,13 @@
 //! `POST /cpaas/v1/jobs/{name}`.
 
 pub mod cleanup;
+pub mod retry_due;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::{DbError, DbPool};
+use crate::db::DbError;
+use crate::state::AppState;
 
 /// What a job run did.
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -16,13 +18,44 @@ pub struct JobReport {
     pub counts: std::collections::BTreeMap<String, i64>,
 }
 
+/// A job that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::deliver::DeliveryError),
+}
+
+impl From<diesel::result::Error> for JobError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+impl From<crate::db::PoolError> for JobError {
+    fn from(e: crate::db::PoolError) -> Self {
+        Self::Db(DbError::Pool(e))
+    }
+}
+
+impl From<JobError> for crate::error::ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Db(db) => db.into(),
+            other => crate::error::ApiError::internal(other),
+        }
+    }
+}
+
 /// Names of the jobs that can be triggered.
-pub const JOB_NAMES: &[&str] = &["cleanup"];
+pub const JOB_NAMES: &[&str] = &["cleanup", "retry-due"];
 
 /// Runs the named job once; `None` when no job has that name.
-pub async fn run_job(name: &str, pool: &DbPool) -> Option<Result<JobReport, DbError>> {
+pub async fn run_job(name: &str, state: &AppState) -> Option<Result<JobReport, JobError>> {
     match name {
-        "cleanup" => Some(cleanup::run(pool).await),
+        "cleanup" => Some(cleanup::run(&state.pool, &state.settings).await),
+        "retry-due" => Some(retry_due::run(&state.pool, &state.delivery).await),
         _ => None,
     }
 }

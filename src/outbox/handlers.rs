@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use super::EventHandler;
-use crate::config::Settings;
-use crate::db::DbPool;
+use crate::delivery::{Delivery, DeliveryHandler};
 
 /// Every in-process handler of this process.
-pub fn in_process(_pool: &DbPool, _settings: &Settings) -> Vec<Arc<dyn EventHandler>> {
-    Vec::new()
+pub fn in_process(delivery: &Arc<Delivery>) -> Vec<Arc<dyn EventHandler>> {
+    vec![Arc::new(DeliveryHandler::new(delivery.clone()))]
 }

@@ -119,7 +119,9 @@ impl Outbox {
             report.published += batch.published;
             report.failed += batch.failed;
             report.dead_lettered += batch.dead_lettered;
-            if batch.claimed < limit {
+            // Handlers add events (a delivery adds `communication.sent`): keep going until a
+            // claim comes back empty.
+            if batch.claimed == 0 {
                 break;
             }
         }

@@ -25,9 +25,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The client all adapters share: rustls, a 10 s total and 2 s connect timeout, no redirects.
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    http_client_with_timeout(TOTAL_TIMEOUT)
+}
+
+/// The same client with another total timeout per call (`PROVIDER_TIMEOUT_MS`).
+pub fn http_client_with_timeout(timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .use_rustls_tls()
-        .timeout(TOTAL_TIMEOUT)
+        .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cpaas-orchestrator/", env!("CARGO_PKG_VERSION")))

@@ -65,7 +65,7 @@ pub async fn run_job(
         if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
             return Ok(replay);
         }
-        let report = jobs::run_job(&name, &state.pool)
+        let report = jobs::run_job(&name, &state)
             .await
             .ok_or_else(|| unknown_job(&name))??;
         idempotency

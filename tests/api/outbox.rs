@@ -40,17 +40,12 @@ async fn a_drain_publishes_the_requested_event_to_jetstream_once() {
     let report = process(&app).await;
     assert_eq!(
         report,
-        json!({"claimed": 1, "published": 1, "failed": 0, "dead_lettered": 0, "remaining": 0})
+        json!({"claimed": 2, "published": 2, "failed": 0, "dead_lettered": 0, "remaining": 0}),
+        "communication.requested, then the communication.sent its delivery added"
     );
-    assert_eq!(stream_messages(&stream).await, 1);
-    assert_eq!(
-        count(
-            &app,
-            "SELECT count(*) AS n FROM outbox_events WHERE status = 'DONE'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(stream_messages(&stream).await, 2);
+    let done = "SELECT count(*) AS n FROM outbox_events WHERE status = 'DONE'";
+    assert_eq!(count(&app, done).await, 2);
 
     let mut conn = app.pool.get().await.unwrap();
     diesel::sql_query("UPDATE outbox_events SET status = 'PENDING', destinations_done = '{}'")
@@ -58,11 +53,17 @@ async fn a_drain_publishes_the_requested_event_to_jetstream_once() {
         .await
         .unwrap();
     let again = process(&app).await;
-    assert_eq!(again["published"], 1, "published again…");
+    assert_eq!(again["published"], 2, "published again…");
     assert_eq!(
         stream_messages(&stream).await,
-        1,
+        2,
         "…and dropped by JetStream's de-duplication"
+    );
+    let attempts = "SELECT count(*) AS n FROM message_attempts";
+    assert_eq!(
+        count(&app, attempts).await,
+        1,
+        "the message was not sent twice"
     );
 }
 

@@ -1,0 +1,684 @@
+//! One delivery step for one message: choose the provider, commit the attempt, call the
+//! provider, record the outcome and the next state. Every step locks the message row, so two
+//! drainers (or a retry racing the first try) never deliver one message twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rand::Rng;
+use uuid::Uuid;
+
+use super::circuit;
+use super::events;
+use super::registry::ProviderRegistry;
+use crate::config::Settings;
+use crate::db::messages::Message;
+use crate::db::providers::Provider;
+use crate::db::schema::{message_attempts, messages, providers};
+use crate::db::{DbError, DbPool};
+use crate::domain::ids::MessageId;
+use crate::domain::{Channel, ProviderKind};
+use crate::outbox::{self, EnqueueError};
+use crate::providers::{OutboundMessage, SendOutcome};
+
+/// Retry and circuit settings.
+#[derive(Clone, Debug)]
+pub struct DeliveryPolicy {
+    pub max_attempts_per_provider: i32,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub circuit_threshold: i32,
+    pub circuit_cooldown: Duration,
+    pub public_base_url: Option<String>,
+}
+
+impl DeliveryPolicy {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            max_attempts_per_provider: s.delivery_max_attempts_per_provider.max(1),
+            retry_base: s.delivery_retry_base,
+            retry_cap: s.delivery_retry_cap,
+            circuit_threshold: s.circuit_failure_threshold.max(1),
+            circuit_cooldown: s.circuit_cooldown,
+            public_base_url: s.public_base_url.clone(),
+        }
+    }
+
+    fn backoff(&self, attempts_on_provider: i32) -> Duration {
+        let exp = 2f64.powi((attempts_on_provider - 1).clamp(0, 30));
+        let step = (self.retry_base.as_secs_f64() * exp).min(self.retry_cap.as_secs_f64());
+        Duration::from_secs_f64(step * rand::thread_rng().gen_range(0.5..=1.0))
+    }
+}
+
+/// What a delivery step ended with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do: not QUEUED, not due, or another deliverer holds it.
+    Skipped,
+    Sent,
+    Failed,
+    /// Queued again for a retry at a later time.
+    RetryLater,
+    /// Moved to another provider; the next try can run at once.
+    FailedOver,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
+}
+
+impl From<diesel::result::Error> for DeliveryError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+impl From<crate::db::PoolError> for DeliveryError {
+    fn from(e: crate::db::PoolError) -> Self {
+        Self::Db(DbError::Pool(e))
+    }
+}
+
+/// The delivery service.
+pub struct Delivery {
+    pool: DbPool,
+    registry: ProviderRegistry,
+    policy: DeliveryPolicy,
+}
+
+/// An attempt committed and ready to be made.
+struct Prepared {
+    attempt_id: Uuid,
+    provider: Provider,
+    outbound: OutboundMessage,
+}
+
+enum Route {
+    Use {
+        provider: Box<Provider>,
+        failover_from: Option<(Uuid, String, &'static str)>,
+    },
+    Wait(Duration),
+    Exhausted(&'static str, String),
+}
+
+impl Delivery {
+    pub fn new(pool: DbPool, registry: ProviderRegistry, policy: DeliveryPolicy) -> Self {
+        Self {
+            pool,
+            registry,
+            policy,
+        }
+    }
+
+    pub fn from_settings(
+        pool: DbPool,
+        cipher: crate::crypto::CredentialCipher,
+        settings: &Settings,
+    ) -> anyhow::Result<Self> {
+        let http = crate::providers::http::http_client_with_timeout(settings.provider_timeout)?;
+        Ok(Self::new(
+            pool,
+            ProviderRegistry::new(cipher, http),
+            DeliveryPolicy::from_settings(settings),
+        ))
+    }
+
+    /// Delivers a message as far as it can go now: tries, and on a failover tries the next
+    /// provider at once (at most once per provider).
+    pub async fn deliver(&self, message_id: Uuid) -> Result<Step, DeliveryError> {
+        let mut step = self.step(message_id).await?;
+        for _ in 0..8 {
+            if step != Step::FailedOver {
+                break;
+            }
+            step = self.step(message_id).await?;
+        }
+        Ok(step)
+    }
+
+    async fn step(&self, message_id: Uuid) -> Result<Step, DeliveryError> {
+        let Some(prepared) = self.prepare(message_id).await? else {
+            return Ok(Step::Skipped);
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(step) => return Ok(step),
+        };
+        let started = Instant::now();
+        let outcome = match self.registry.client(&prepared.provider) {
+            Ok(client) => client.send(&prepared.outbound).await,
+            Err(e) => SendOutcome::PermanentFailure {
+                code: "PROVIDER_MISCONFIGURED".into(),
+                message: e.to_string(),
+            },
+        };
+        let latency = started.elapsed();
+        self.record(message_id, &prepared, outcome, latency).await
+    }
+
+    /// Locks the message, picks the provider and commits the attempt row.
+    async fn prepare(
+        &self,
+        message_id: Uuid,
+    ) -> Result<Option<Result<Prepared, Step>>, DeliveryError> {
+        let mut conn = self.pool.get().await?;
+        let policy = &self.policy;
+        conn.transaction::<_, DeliveryError, _>(async |conn| {
+            let message: Option<Message> = messages::table
+                .find(message_id)
+                .select(Message::as_select())
+                .for_update()
+                .skip_locked()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(message) = message else {
+                return Ok(None);
+            };
+            let (next_at, provider_attempts, tried, ambiguous): (
+                Option<chrono::DateTime<Utc>>,
+                i32,
+                Vec<Option<Uuid>>,
+                bool,
+            ) = messages::table
+                .find(message_id)
+                .select((
+                    messages::next_attempt_at,
+                    messages::provider_attempts,
+                    messages::tried_provider_ids,
+                    messages::ambiguous,
+                ))
+                .first(conn)
+                .await?;
+            if message.status != "QUEUED" || next_at.is_some_and(|at| at > Utc::now()) {
+                return Ok(None);
+            }
+            let tried: Vec<Uuid> = tried.into_iter().flatten().collect();
+            let route = route(conn, policy, &message, provider_attempts, &tried, ambiguous).await?;
+            let (provider, failover_from) = match route {
+                Route::Use {
+                    provider,
+                    failover_from,
+                } => (*provider, failover_from),
+                Route::Wait(after) => {
+                    diesel::update(messages::table.find(message_id))
+                        .set(
+                            messages::next_attempt_at
+                                .eq(Utc::now()
+                                    + chrono::Duration::from_std(after).unwrap_or_default()),
+                        )
+                        .execute(conn)
+                        .await?;
+                    return Ok(Some(Err(Step::RetryLater)));
+                }
+                Route::Exhausted(code, reason) => {
+                    let failed = fail_message(conn, &message, code, &reason).await?;
+                    outbox::enqueue(conn, &[events::failed(&failed)]).await?;
+                    return Ok(Some(Err(Step::Failed)));
+                }
+            };
+            let switching = message.provider_id != Some(provider.id);
+            let attempt_id = Uuid::now_v7();
+            diesel::insert_into(message_attempts::table)
+                .values((
+                    message_attempts::id.eq(attempt_id),
+                    message_attempts::message_id.eq(message.id),
+                    message_attempts::tenant_id.eq(message.tenant_id),
+                    message_attempts::attempt_number.eq(message.attempts + 1),
+                    message_attempts::provider_id.eq(provider.id),
+                    message_attempts::provider_kind.eq(&provider.kind),
+                ))
+                .execute(conn)
+                .await?;
+            let mut tried_now = tried.clone();
+            if !tried_now.contains(&provider.id) {
+                tried_now.push(provider.id);
+            }
+            let updated: Message = diesel::update(messages::table.find(message_id))
+                .set((
+                    messages::status.eq("SENDING"),
+                    messages::attempts.eq(message.attempts + 1),
+                    messages::provider_attempts.eq(if switching {
+                        1
+                    } else {
+                        provider_attempts + 1
+                    }),
+                    messages::provider_id.eq(provider.id),
+                    messages::provider_kind.eq(&provider.kind),
+                    messages::tried_provider_ids
+                        .eq(tried_now.into_iter().map(Some).collect::<Vec<_>>()),
+                    messages::next_attempt_at.eq(None::<chrono::DateTime<Utc>>),
+                    messages::updated_at.eq(Utc::now()),
+                ))
+                .returning(Message::as_returning())
+                .get_result(conn)
+                .await?;
+            if let Some((from_id, from_kind, reason)) = failover_from {
+                let e = events::failover(
+                    &updated,
+                    (from_id, &from_kind),
+                    (provider.id, &provider.kind),
+                    reason,
+                );
+                outbox::enqueue(conn, &[e]).await?;
+            }
+            let outbound = outbound(policy, &updated, &provider);
+            Ok(Some(Ok(Prepared {
+                attempt_id,
+                provider,
+                outbound,
+            })))
+        })
+        .await
+    }
+
+    /// Records the outcome of an attempt and moves the message on.
+    async fn record(
+        &self,
+        message_id: Uuid,
+        prepared: &Prepared,
+        outcome: SendOutcome,
+        latency: Duration,
+    ) -> Result<Step, DeliveryError> {
+        let mut conn = self.pool.get().await?;
+        let policy = &self.policy;
+        conn.transaction::<_, DeliveryError, _>(async |conn| {
+            let (code, message_text, provider_message_id) = match &outcome {
+                SendOutcome::Accepted {
+                    provider_message_id,
+                    ..
+                } => (None, None, Some(provider_message_id.clone())),
+                SendOutcome::PermanentFailure { code, message }
+                | SendOutcome::TransientFailure { code, message }
+                | SendOutcome::RateLimited { code, message, .. } => {
+                    (Some(code.clone()), Some(message.clone()), None)
+                }
+                SendOutcome::Ambiguous { message } => (
+                    Some("AMBIGUOUS_OUTCOME".to_owned()),
+                    Some(message.clone()),
+                    None,
+                ),
+            };
+            diesel::update(message_attempts::table.find(prepared.attempt_id))
+                .set((
+                    message_attempts::finished_at.eq(Utc::now()),
+                    message_attempts::outcome.eq(outcome.as_str()),
+                    message_attempts::error_code.eq(&code),
+                    message_attempts::error_message.eq(&message_text),
+                    message_attempts::latency_ms
+                        .eq(latency.as_millis().min(i32::MAX as u128) as i32),
+                    message_attempts::provider_message_id.eq(&provider_message_id),
+                ))
+                .execute(conn)
+                .await?;
+            let message: Message = messages::table
+                .find(message_id)
+                .select(Message::as_select())
+                .for_update()
+                .first(conn)
+                .await?;
+            if message.status != "SENDING" {
+                return Ok(Step::Skipped);
+            }
+            let provider_attempts: i32 = messages::table
+                .find(message_id)
+                .select(messages::provider_attempts)
+                .first(conn)
+                .await?;
+            let now = Utc::now();
+            match outcome {
+                SendOutcome::Accepted {
+                    provider_message_id,
+                    cost_usd_micros,
+                } => {
+                    circuit::record_success(conn, prepared.provider.id).await?;
+                    let cost = cost_usd_micros.or_else(|| Some(default_price(&message.channel)));
+                    let sent: Message = diesel::update(messages::table.find(message_id))
+                        .set((
+                            messages::status.eq("SENT"),
+                            messages::provider_message_id.eq(provider_message_id),
+                            messages::cost_usd_micros.eq(cost),
+                            messages::sent_at.eq(now),
+                            messages::updated_at.eq(now),
+                            messages::ambiguous.eq(false),
+                            messages::error_code.eq(None::<String>),
+                            messages::error_message.eq(None::<String>),
+                        ))
+                        .returning(Message::as_returning())
+                        .get_result(conn)
+                        .await?;
+                    outbox::enqueue(conn, &[events::sent(&sent)]).await?;
+                    Ok(Step::Sent)
+                }
+                SendOutcome::PermanentFailure {
+                    code,
+                    message: text,
+                } => {
+                    circuit::record_success(conn, prepared.provider.id).await?;
+                    let failed = fail_message(conn, &message, &code, &text).await?;
+                    outbox::enqueue(conn, &[events::failed(&failed)]).await?;
+                    Ok(Step::Failed)
+                }
+                SendOutcome::TransientFailure {
+                    code,
+                    message: text,
+                }
+                | SendOutcome::RateLimited {
+                    code,
+                    message: text,
+                    retry_after: None,
+                } => {
+                    let opened = circuit::record_failure(
+                        conn,
+                        prepared.provider.id,
+                        &text,
+                        policy.circuit_threshold,
+                    )
+                    .await?;
+                    let delay = policy.backoff(provider_attempts);
+                    requeue(
+                        conn,
+                        message_id,
+                        &code,
+                        &text,
+                        provider_attempts,
+                        opened,
+                        delay,
+                        policy,
+                        false,
+                    )
+                    .await
+                }
+                SendOutcome::RateLimited {
+                    code,
+                    message: text,
+                    retry_after: Some(after),
+                } => {
+                    let opened = circuit::record_failure(
+                        conn,
+                        prepared.provider.id,
+                        &text,
+                        policy.circuit_threshold,
+                    )
+                    .await?;
+                    let delay = after
+                        .max(policy.backoff(provider_attempts))
+                        .min(policy.retry_cap);
+                    requeue(
+                        conn,
+                        message_id,
+                        &code,
+                        &text,
+                        provider_attempts,
+                        opened,
+                        delay,
+                        policy,
+                        false,
+                    )
+                    .await
+                }
+                SendOutcome::Ambiguous { message: text } => {
+                    circuit::record_failure(
+                        conn,
+                        prepared.provider.id,
+                        &text,
+                        policy.circuit_threshold,
+                    )
+                    .await?;
+                    if provider_attempts >= policy.max_attempts_per_provider {
+                        let failed = fail_message(
+                            conn,
+                            &message,
+                            "AMBIGUOUS_OUTCOME",
+                            &format!(
+                                "{text}; the provider may have accepted it, not re-sent elsewhere"
+                            ),
+                        )
+                        .await?;
+                        outbox::enqueue(conn, &[events::failed(&failed)]).await?;
+                        return Ok(Step::Failed);
+                    }
+                    let delay = policy.backoff(provider_attempts);
+                    requeue(
+                        conn,
+                        message_id,
+                        "AMBIGUOUS_OUTCOME",
+                        &text,
+                        provider_attempts,
+                        false,
+                        delay,
+                        policy,
+                        true,
+                    )
+                    .await
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn requeue(
+    conn: &mut AsyncPgConnection,
+    message_id: Uuid,
+    code: &str,
+    text: &str,
+    provider_attempts: i32,
+    circuit_opened: bool,
+    delay: Duration,
+    policy: &DeliveryPolicy,
+    ambiguous: bool,
+) -> Result<Step, DeliveryError> {
+    let move_on =
+        !ambiguous && (circuit_opened || provider_attempts >= policy.max_attempts_per_provider);
+    let at = if move_on {
+        Utc::now()
+    } else {
+        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()
+    };
+    diesel::update(messages::table.find(message_id))
+        .set((
+            messages::status.eq("QUEUED"),
+            messages::next_attempt_at.eq(at),
+            messages::error_code.eq(code),
+            messages::error_message.eq(text),
+            messages::ambiguous.eq(ambiguous),
+            messages::provider_attempts.eq(if move_on {
+                policy.max_attempts_per_provider
+            } else {
+                provider_attempts
+            }),
+            messages::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(if move_on {
+        Step::FailedOver
+    } else {
+        Step::RetryLater
+    })
+}
+
+async fn fail_message(
+    conn: &mut AsyncPgConnection,
+    message: &Message,
+    code: &str,
+    text: &str,
+) -> QueryResult<Message> {
+    let now = Utc::now();
+    diesel::update(messages::table.find(message.id))
+        .set((
+            messages::status.eq("FAILED"),
+            messages::error_code.eq(code),
+            messages::error_message.eq(text),
+            messages::failed_at.eq(now),
+            messages::updated_at.eq(now),
+            messages::next_attempt_at.eq(None::<chrono::DateTime<Utc>>),
+        ))
+        .returning(Message::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Chooses the provider for the next try.
+async fn route(
+    conn: &mut AsyncPgConnection,
+    policy: &DeliveryPolicy,
+    message: &Message,
+    provider_attempts: i32,
+    tried: &[Uuid],
+    ambiguous: bool,
+) -> QueryResult<Route> {
+    let mut query = providers::table
+        .filter(providers::tenant_id.eq(message.tenant_id))
+        .filter(providers::deleted_at.is_null())
+        .filter(providers::is_active.eq(true))
+        .filter(providers::channels.contains(vec![Some(message.channel.clone())]))
+        .order((providers::priority.asc(), providers::id.asc()))
+        .select(Provider::as_select())
+        .into_boxed();
+    if let Some(pinned) = message.pinned_provider_id {
+        query = query.filter(providers::id.eq(pinned));
+    }
+    let candidates: Vec<Provider> = query.load(conn).await?;
+    let circuits: Vec<(Uuid, String, Option<chrono::DateTime<Utc>>)> = providers::table
+        .filter(providers::id.eq_any(candidates.iter().map(|p| p.id).collect::<Vec<_>>()))
+        .select((
+            providers::id,
+            providers::circuit_state,
+            providers::circuit_opened_at,
+        ))
+        .load(conn)
+        .await?;
+    let open = |id: Uuid| {
+        circuits
+            .iter()
+            .find(|c| c.0 == id)
+            .is_some_and(|c| !circuit::allows(&c.1, c.2, policy.circuit_cooldown))
+    };
+    let current = message
+        .provider_id
+        .and_then(|id| candidates.iter().find(|p| p.id == id));
+    if ambiguous {
+        return Ok(match current {
+            Some(p) => Route::Use {
+                provider: Box::new(p.clone()),
+                failover_from: None,
+            },
+            None => Route::Exhausted(
+                "AMBIGUOUS_OUTCOME",
+                "the provider of an unconfirmed attempt is gone; not re-sent elsewhere".into(),
+            ),
+        });
+    }
+    if let Some(p) = current
+        && provider_attempts < policy.max_attempts_per_provider
+        && !open(p.id)
+    {
+        circuit::half_open_if_due(conn, p.id, policy.circuit_cooldown).await?;
+        return Ok(Route::Use {
+            provider: Box::new(p.clone()),
+            failover_from: None,
+        });
+    }
+    let next = candidates
+        .iter()
+        .find(|p| !tried.contains(&p.id) && !open(p.id));
+    match next {
+        Some(p) => {
+            circuit::half_open_if_due(conn, p.id, policy.circuit_cooldown).await?;
+            let failover_from = current.map(|c| {
+                let reason = if open(c.id) {
+                    "circuit_open"
+                } else {
+                    "retries_exhausted"
+                };
+                (c.id, c.kind.clone(), reason)
+            });
+            Ok(Route::Use {
+                provider: Box::new(p.clone()),
+                failover_from,
+            })
+        }
+        None if candidates.iter().any(|p| !tried.contains(&p.id)) => {
+            Ok(Route::Wait(policy.circuit_cooldown))
+        }
+        None if candidates.is_empty() => Ok(Route::Exhausted(
+            "NO_PROVIDER_AVAILABLE",
+            format!("no active provider carries {}", message.channel),
+        )),
+        None => Ok(Route::Exhausted(
+            "ALL_PROVIDERS_FAILED",
+            message
+                .error_message
+                .clone()
+                .unwrap_or_else(|| "every provider was tried".into()),
+        )),
+    }
+}
+
+fn callback_kind(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::Twilio => Some("twilio"),
+        ProviderKind::Vonage => Some("vonage"),
+        _ => None,
+    }
+}
+
+fn outbound(policy: &DeliveryPolicy, message: &Message, provider: &Provider) -> OutboundMessage {
+    let kind: Option<ProviderKind> = provider.kind.parse().ok();
+    let status_callback_url = match (&policy.public_base_url, kind.and_then(callback_kind)) {
+        (Some(base), Some(kind)) => Some(format!(
+            "{base}/cpaas/v1/provider-callbacks/{kind}/{}",
+            crate::domain::ProviderId::from_uuid(provider.id)
+        )),
+        _ => None,
+    };
+    OutboundMessage {
+        message_id: MessageId::from_uuid(message.id).to_string(),
+        tenant_id: message.tenant_id,
+        channel: message.channel.parse().unwrap_or(Channel::Sms),
+        recipient: message.recipient.clone(),
+        subject: message.subject.clone(),
+        body: message.body.clone(),
+        provider_template: None,
+        metadata: message.metadata.clone(),
+        status_callback_url,
+    }
+}
+
+/// The price used when the provider reports none, in micro-USD.
+pub fn default_price(channel: &str) -> i64 {
+    match channel {
+        "SMS" => 7_900,
+        "WHATSAPP" => 5_000,
+        "EMAIL" => 100,
+        "VOICE" => 13_000,
+        _ => 0,
+    }
+}
+
+/// Messages whose retry time has come, oldest first.
+pub async fn due_retries(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Uuid>> {
+    messages::table
+        .filter(messages::status.eq("QUEUED"))
+        .filter(messages::next_attempt_at.le(Utc::now()))
+        .order(messages::next_attempt_at.asc())
+        .limit(limit)
+        .select(messages::id)
+        .load(conn)
+        .await
+}
+
+/// Shares one delivery service.
+pub type SharedDelivery = Arc<Delivery>;

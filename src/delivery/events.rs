@@ -1,0 +1,80 @@
+//! The lifecycle events delivery emits, with the platform's keys.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::db::messages::Message;
+use crate::domain::ids::MessageId;
+use crate::outbox::{CloudEvent, OutboxEvent, topics};
+
+fn cost(message: &Message) -> Value {
+    message
+        .cost_usd_micros
+        .map(|m| json!(m as f64 / 1_000_000.0))
+        .unwrap_or(Value::Null)
+}
+
+fn event(message: &Message, topic: &str, data: Value) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: "message",
+        aggregate_id: message.id,
+        tenant_id: Some(message.tenant_id),
+        event: CloudEvent::new(topic, message.tenant_id, data),
+    }
+}
+
+fn base(message: &Message) -> Value {
+    json!({
+        "tenantId": message.tenant_id,
+        "messageId": MessageId::from_uuid(message.id).to_string(),
+        "channel": message.channel,
+        "recipient": message.recipient,
+        "status": message.status,
+        "provider": message.provider_kind,
+        "cost_usd": cost(message),
+        "attempts": message.attempts,
+    })
+}
+
+/// `communication.sent`
+pub fn sent(message: &Message) -> OutboxEvent {
+    let mut data = base(message);
+    data["providerMessageId"] = json!(message.provider_message_id);
+    event(message, topics::COMMUNICATION_SENT, data)
+}
+
+/// `communication.delivered`
+pub fn delivered(message: &Message) -> OutboxEvent {
+    let mut data = base(message);
+    data["providerMessageId"] = json!(message.provider_message_id);
+    event(message, topics::COMMUNICATION_DELIVERED, data)
+}
+
+/// `communication.failed`
+pub fn failed(message: &Message) -> OutboxEvent {
+    let mut data = base(message);
+    data["providerMessageId"] = json!(message.provider_message_id);
+    data["errorCode"] = json!(message.error_code);
+    data["errorMessage"] = json!(message.error_message);
+    event(message, topics::COMMUNICATION_FAILED, data)
+}
+
+/// `provider.failover`
+pub fn failover(
+    message: &Message,
+    from: (Uuid, &str),
+    to: (Uuid, &str),
+    reason: &str,
+) -> OutboxEvent {
+    let data = json!({
+        "tenantId": message.tenant_id,
+        "messageId": MessageId::from_uuid(message.id).to_string(),
+        "channel": message.channel,
+        "fromProvider": from.1,
+        "fromProviderId": crate::domain::ProviderId::from_uuid(from.0).to_string(),
+        "toProvider": to.1,
+        "toProviderId": crate::domain::ProviderId::from_uuid(to.0).to_string(),
+        "reason": reason,
+    });
+    event(message, topics::PROVIDER_FAILOVER, data)
+}
