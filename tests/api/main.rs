@@ -13,6 +13,7 @@ mod health;
 mod idempotency;
 mod internal_key;
 mod messages;
+mod mock_providers;
 mod opt_outs;
 mod provider_wire;
 mod providers;
