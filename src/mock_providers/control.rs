@@ -97,11 +97,7 @@ pub async fn list_requests(
             None => return bad_request(format!("unknown kind {name:?}")),
         },
     };
-    let mut requests = state.requests(kind);
-    if let Some(limit) = query.limit {
-        let skip = requests.len().saturating_sub(limit);
-        requests.drain(..skip);
-    }
+    let requests = state.requests(kind, query.limit);
     HttpResponse::Ok().json(json!({"count": requests.len(), "requests": requests}))
 }
 

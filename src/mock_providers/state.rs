@@ -204,16 +204,22 @@ impl MockState {
         ring.push_back(entry);
     }
 
-    /// The kept requests, oldest first, of one kind or all.
-    pub fn requests(&self, kind: Option<MockKind>) -> Vec<RecordedRequest> {
+    /// The newest `limit` kept requests (all without one) of one kind or all, oldest first.
+    pub fn requests(&self, kind: Option<MockKind>, limit: Option<usize>) -> Vec<RecordedRequest> {
         let ring = self
             .ring
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        ring.iter()
+        let mut newest: Vec<RecordedRequest> = ring
+            .iter()
+            .rev()
             .filter(|r| kind.is_none_or(|k| r.kind == k))
+            .take(limit.unwrap_or(RING_CAPACITY))
             .cloned()
-            .collect()
+            .collect();
+        drop(ring);
+        newest.reverse();
+        newest
     }
 
     /// Counts per kind and outcome, with a `requests` total per kind.
@@ -265,6 +271,29 @@ mod tests {
         assert_eq!(state.take(MockKind::Twilio).mode, Mode::Ok);
         assert_eq!(state.behaviour(MockKind::Twilio), Behaviour::OK);
         assert_eq!(state.take(MockKind::Vonage).mode, Mode::Ok);
+    }
+
+    #[test]
+    fn the_ring_keeps_only_the_newest_requests() {
+        let state = MockState::default();
+        for _ in 0..RING_CAPACITY + 5 {
+            state.record(
+                MockKind::Sendgrid,
+                "/v3/mail/send",
+                Seen::default(),
+                Outcome::Ok,
+            );
+        }
+        let kept = state.requests(None, None);
+        assert_eq!(kept.len(), RING_CAPACITY);
+        assert_eq!(kept[0].seq, 6);
+        let newest = state.requests(Some(MockKind::Sendgrid), Some(2));
+        assert_eq!(
+            newest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [10_004, 10_005]
+        );
+        assert!(state.requests(Some(MockKind::Fcm), None).is_empty());
+        assert_eq!(state.stats()["kinds"]["sendgrid"]["requests"], 10_005);
     }
 
     #[test]
