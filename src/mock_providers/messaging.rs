@@ -120,12 +120,12 @@ pub async fn twilio_call(
     twilio_create(state, req, account_sid.into_inner(), body, true).await
 }
 
-fn graph_error(status: u16, code: u32, message: &str) -> HttpResponse {
+fn graph_error(status: u16, code: u32, title: &str, details: &str) -> HttpResponse {
     HttpResponse::build(wire::status(status)).json(json!({"error": {
-        "message": message,
+        "message": format!("(#{code}) {title}"),
         "type": "OAuthException",
         "code": code,
-        "error_data": {"messaging_product": "whatsapp", "details": message},
+        "error_data": {"messaging_product": "whatsapp", "details": details},
         "fbtrace_id": format!("A{}", &wire::hex32()[..22]),
     }}))
 }
@@ -148,19 +148,22 @@ pub async fn meta_messages(
         Some(graph_error(
             401,
             190,
+            "Access token has expired",
             "Invalid OAuth access token - Cannot parse access token",
         ))
     } else if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
         Some(graph_error(
             400,
             100,
-            "(#100) The parameter messaging_product is required.",
+            "Invalid parameter",
+            "The parameter messaging_product is required.",
         ))
     } else if to.is_none() {
         Some(graph_error(
             400,
             100,
-            "(#100) The parameter to is required.",
+            "Invalid parameter",
+            "The parameter to is required.",
         ))
     } else {
         None
@@ -182,9 +185,24 @@ pub async fn meta_messages(
                 "messages": [message],
             }))
         }
-        Answer::ClientError => graph_error(400, 131026, "Message undeliverable"),
-        Answer::ServerError => graph_error(503, 2, "Service temporarily unavailable"),
+        Answer::ClientError => graph_error(
+            400,
+            131026,
+            "Message undeliverable",
+            "Unable to deliver message to this recipient.",
+        ),
+        Answer::ServerError => graph_error(
+            503,
+            2,
+            "Service temporarily unavailable",
+            "Temporary due to downtime or due to being overloaded.",
+        ),
         // Graph reports throughput limits as 400s; the code says what happened.
-        Answer::RateLimited => graph_error(400, 130429, "Rate limit hit"),
+        Answer::RateLimited => graph_error(
+            400,
+            130429,
+            "Rate limit hit",
+            "Cloud API message throughput has been reached.",
+        ),
     }
 }
