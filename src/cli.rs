@@ -30,6 +30,13 @@ pub enum Command {
     /// Manage keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Serve fake provider APIs (Twilio, Meta WhatsApp, Vonage, SNS, SendGrid, SES, FCM) for
+    /// local runs and load tests; needs no database.
+    MockProviders {
+        /// Address to listen on.
+        #[arg(long, env = "MOCK_PROVIDERS_LISTEN", default_value = crate::mock_providers::DEFAULT_LISTEN)]
+        listen: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

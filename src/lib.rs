@@ -13,6 +13,7 @@ pub mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod messages;
+pub mod mock_providers;
 pub mod openapi;
 pub mod outbox;
 pub mod providers;

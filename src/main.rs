@@ -4,7 +4,7 @@ use std::io::BufRead;
 
 use clap::Parser;
 use cpaas::cli::{Cli, Command, KeysCommand, TenantCommand, UserCommand};
-use cpaas::config::Settings;
+use cpaas::config::{LogFormat, Settings};
 use cpaas::startup::{Application, load_cipher};
 use secrecy::ExposeSecret;
 
@@ -13,6 +13,15 @@ fn main() -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Keys(KeysCommand::Generate { out }) = &command {
         return generate_keys(out.as_deref());
+    }
+    if let Command::MockProviders { listen } = &command {
+        let format = match std::env::var("LOG_FORMAT").as_deref() {
+            Ok("json") => LogFormat::Json,
+            _ => LogFormat::Pretty,
+        };
+        cpaas::telemetry::init(format);
+        let listen = listen.clone();
+        return block_on(async move { cpaas::mock_providers::run(&listen).await });
     }
     let settings = Settings::from_env()?;
     cpaas::telemetry::init(settings.log_format);
@@ -59,7 +68,7 @@ fn main() -> anyhow::Result<()> {
                 }
             })
         }
-        Command::Keys(_) => Ok(()),
+        Command::Keys(_) | Command::MockProviders { .. } => Ok(()),
     }
 }
 

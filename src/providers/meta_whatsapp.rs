@@ -8,9 +8,10 @@
 //! - Echo field: `biz_opaque_callback_data` = our message id; Meta returns it in every status
 //!   webhook of the message.
 //! - Id: `messages[0].id` (`wamid.…`).
-//! - Graph errors `{error: {code, message, error_subcode}}`: 130429, 131056, 4 and 80007 are
-//!   rate limits; 1 and 2 are transient; 190, 131026, 131047, 131048, 131051 and the 132xxx
-//!   template errors are permanent; other codes follow the HTTP status.
+//! - Graph errors `{error: {code, message, error_data: {details}}}`; the code decides, as Meta
+//!   advises: 130429, 131056, 4 and 80007 are rate limits; 1 and 2 are transient; 190, 131026,
+//!   131047, 131048, 131051 and the 132xxx template errors are permanent; other codes follow
+//!   the HTTP status.
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -115,14 +116,15 @@ fn error(reply: &Reply) -> ProviderError {
     let body = reply.json().unwrap_or(Value::Null);
     let error = body.get("error").unwrap_or(&Value::Null);
     let code = error.get("code").and_then(Value::as_i64);
-    let subcode = error.get("error_subcode").and_then(Value::as_i64);
-    let message = error
-        .get("message")
+    let details = error
+        .pointer("/error_data/details")
         .and_then(Value::as_str)
-        .map(|m| match subcode {
-            Some(sub) => format!("{m} (subcode {sub})"),
-            None => m.to_owned(),
-        });
+        .filter(|d| !d.is_empty());
+    let message = match (error.get("message").and_then(Value::as_str), details) {
+        (Some(m), Some(d)) if !m.contains(d) => Some(format!("{m}: {d}")),
+        (Some(m), _) => Some(m.to_owned()),
+        (None, d) => d.map(str::to_owned),
+    };
     ProviderError {
         code: code.map(|c| c.to_string()),
         message,

@@ -14,6 +14,7 @@ mod health;
 mod idempotency;
 mod internal_key;
 mod messages;
+mod mock_providers;
 mod opt_outs;
 mod outbox;
 mod provider_wire;

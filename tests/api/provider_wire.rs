@@ -178,6 +178,30 @@ async fn a_provider_that_refuses_the_connection_is_a_transient_failure() {
 }
 
 #[tokio::test]
+async fn a_connection_dropped_after_the_request_was_written_is_ambiguous() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        if let Ok((mut socket, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request);
+            // Closed without an answer: the provider saw the request.
+        }
+    });
+    let client = client(
+        ProviderKind::MetaWhatsapp,
+        json!({"phone_number_id": "1", "waba_id": "2", "base_url": base}),
+        json!({"access_token": "t", "app_secret": "s", "verify_token": "v"}),
+    );
+    assert_ambiguous(
+        &client
+            .send(&message(Channel::Whatsapp, "+14155550100"))
+            .await,
+    );
+}
+
+#[tokio::test]
 async fn a_settings_gap_fails_the_build_instead_of_the_send() {
     let http = cpaas::providers::http_client().unwrap();
     let mut broken = settings(
