@@ -64,6 +64,7 @@ pub struct Settings {
     pub provider_timeout: Duration,
     pub scheduler_enabled: bool,
     pub outbox_enabled: bool,
+    pub consumers_enabled: bool,
     pub allow_insecure_webhook_urls: bool,
     pub seed_on_start: bool,
     pub rate_limit_overrides: HashMap<(crate::domain::PlanTier, crate::domain::Channel), u32>,
@@ -174,6 +175,7 @@ impl Settings {
             provider_timeout: millis(&get, "PROVIDER_TIMEOUT_MS", 10_000)?,
             scheduler_enabled: flag(&get, "SCHEDULER_ENABLED", true)?,
             outbox_enabled: flag(&get, "OUTBOX_ENABLED", true)?,
+            consumers_enabled: flag(&get, "CONSUMERS_ENABLED", true)?,
             allow_insecure_webhook_urls: flag(&get, "ALLOW_INSECURE_WEBHOOK_URLS", false)?,
             seed_on_start: flag(&get, "SEED_ON_START", dev)?,
             rate_limit_overrides: crate::rate_limit::parse_overrides(

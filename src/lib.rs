@@ -4,6 +4,7 @@ pub mod actors;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consumers;
 pub mod crypto;
 pub mod db;
 pub mod delivery;

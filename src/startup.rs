@@ -77,6 +77,9 @@ impl Application {
             crate::outbox::handlers::in_process(&delivery),
             OutboxPolicy::from_settings(&settings),
         ));
+        if settings.consumers_enabled {
+            crate::consumers::start(outbox.bus(), pool.clone())?;
+        }
         if settings.outbox_enabled {
             OutboxActor::new(
                 outbox.clone(),

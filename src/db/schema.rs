@@ -1,6 +1,17 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    consumed_events (event_id) {
+        event_id -> Text,
+        topic -> Text,
+        tenant_id -> Nullable<Uuid>,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        consumed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (tenant_id, key) {
         tenant_id -> Uuid,
         key -> Text,
@@ -237,6 +248,7 @@ diesel::joinable!(template_versions -> templates (template_id));
 diesel::joinable!(users -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    consumed_events,
     idempotency_keys,
     login_throttles,
     message_attempts,
