@@ -20,6 +20,7 @@ mod opt_outs;
 mod outbox;
 mod provider_wire;
 mod providers;
+mod resilience;
 mod template_previews;
 mod templates;
 mod tenancy;

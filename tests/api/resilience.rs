@@ -1,0 +1,173 @@
+//! Nothing lost: the real binary killed with SIGKILL while it drains a backlog, and the bus
+//! going away and coming back.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::proxy::Proxy;
+use crate::helpers::{
+    INTERNAL_KEY, TestApp, json, key_path, nats_url, spawn_app_with, spawn_on, stream_messages,
+    with_nats,
+};
+use crate::messages::{count, sender, sms};
+
+fn spawn_binary(app: &TestApp, stream: &str, prefix: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cpaas"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("APP_ENV", "development")
+        .env("SEED_ON_START", "false")
+        .env("JWT_PRIVATE_KEY_PATH", key_path())
+        .env("CPAAS_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY)
+        .env("NATS_URL", nats_url())
+        .env("NATS_STREAM", stream)
+        .env("NATS_SUBJECT_PREFIX", prefix)
+        .env("OUTBOX_ENABLED", "true")
+        .env("SCHEDULER_ENABLED", "false")
+        .env("CONSUMERS_ENABLED", "false")
+        .env("OUTBOX_BATCH_SIZE", "100")
+        .env("OUTBOX_LEASE_SECS", "2")
+        .env("DATABASE_POOL_SIZE", "8")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts")
+}
+
+async fn wait_until(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, tries: usize) -> i64 {
+    let mut n = 0;
+    for _ in 0..tries {
+        n = count(app, sql).await;
+        if done(n) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n
+}
+
+#[actix_web::test]
+async fn a_killed_process_loses_no_committed_event() {
+    let (mut stream, mut prefix) = (String::new(), String::new());
+    let app = spawn_app_with(|env| (stream, prefix) = with_nats(env)).await;
+    let t = sender("enterprise");
+    for _ in 0..3 {
+        let items: Vec<Value> = (0..1000).map(|_| sms("+14155552671")).collect();
+        let (status, _) = json(
+            app.post("/cpaas/v1/messages/bulk", &t, &json!({ "messages": items }))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    let done = "SELECT count(*) AS n FROM outbox_events WHERE status = 'DONE'";
+    let mut first = spawn_binary(&app, &stream, &prefix);
+    let progressed = wait_until(&app, done, |n| n >= 300, 300).await;
+    first.kill().expect("SIGKILL");
+    first.wait().unwrap();
+    assert!(
+        progressed >= 300,
+        "the first process drained part of the backlog ({progressed})"
+    );
+    let at_kill = count(&app, done).await;
+    assert!(at_kill < 6000, "killed mid-drain (done {at_kill} of 6000)");
+
+    let mut second = spawn_binary(&app, &stream, &prefix);
+    let pending = "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'";
+    let left = wait_until(&app, pending, |n| n == 0, 600).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(left, 0, "the restarted process drained the rest");
+    let events = count(&app, "SELECT count(*) AS n FROM outbox_events").await;
+    assert!(
+        events >= 3000 + 2990,
+        "requested and sent events ({events})"
+    );
+    assert_eq!(
+        stream_messages(&stream).await as i64,
+        events,
+        "every committed event is on the stream exactly once (re-publishes dropped by de-duplication)"
+    );
+}
+
+#[actix_web::test]
+async fn with_the_bus_down_the_backlog_grows_and_drains_when_it_returns() {
+    let proxy = Proxy::start(nats_url().trim_start_matches("nats://").to_owned()).await;
+    let (mut stream, mut prefix) = (String::new(), String::new());
+    let seeded = spawn_app_with(|env| (stream, prefix) = with_nats(env)).await;
+    let via_proxy = format!("nats://127.0.0.1:{}", proxy.port);
+    let (s2, p2) = (stream.clone(), prefix.clone());
+    let app = spawn_on(&seeded.db_name, &seeded.database_url, move |env| {
+        env.insert("NATS_URL".into(), via_proxy);
+        env.insert("NATS_STREAM".into(), s2);
+        env.insert("NATS_SUBJECT_PREFIX".into(), p2);
+        env.insert("OUTBOX_BACKOFF_BASE_MS".into(), "10".into());
+        env.insert("OUTBOX_BACKOFF_CAP_SECS".into(), "1".into());
+    })
+    .await;
+    let drain = || async {
+        let res = app
+            .client
+            .post(app.url("/cpaas/v1/_internal/process-outbox"))
+            .header("x-internal-api-key", INTERNAL_KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        json(res).await.1["data"].clone()
+    };
+
+    proxy.cut().await;
+    let t = sender("enterprise");
+    for _ in 0..5 {
+        assert_eq!(
+            app.post("/cpaas/v1/messages", &t, &sms("+14155552671"))
+                .await
+                .status(),
+            202,
+            "sends are still accepted"
+        );
+    }
+    let report = drain().await;
+    assert!(report["failed"].as_i64().unwrap() >= 5, "{report}");
+    assert_eq!(report["published"], 0);
+    let (_, ready) = json(
+        app.client
+            .get(app.url("/cpaas/v1/_internal/readyz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(ready["data"]["bus"], "unavailable", "{ready}");
+    assert_eq!(ready["data"]["status"], "degraded");
+    assert!(ready["data"]["outbox_backlog"].as_i64().unwrap() >= 5);
+
+    proxy.restore();
+    let mut pending = i64::MAX;
+    for _ in 0..60 {
+        drain().await;
+        pending = count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'",
+        )
+        .await;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(pending, 0, "the backlog drained once the bus was back");
+    let events = count(&app, "SELECT count(*) AS n FROM outbox_events").await;
+    assert_eq!(
+        stream_messages(&stream).await as i64,
+        events,
+        "nothing lost"
+    );
+}
