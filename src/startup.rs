@@ -101,6 +101,10 @@ impl Application {
             outbox,
             delivery,
         };
+        if settings.scheduler_enabled {
+            crate::actors::SchedulerActor::new(state.clone(), crate::jobs::schedule(&settings))
+                .start();
+        }
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;
         Ok(Self {

@@ -26,6 +26,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_runs (name, slot) {
+        name -> Text,
+        slot -> Timestamptz,
+        owner -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        outcome -> Text,
+        counts -> Jsonb,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     login_throttles (account) {
         account -> Text,
         failures -> Int4,
@@ -250,6 +263,7 @@ diesel::joinable!(users -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(
     consumed_events,
     idempotency_keys,
+    job_runs,
     login_throttles,
     message_attempts,
     messages,

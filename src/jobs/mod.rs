@@ -2,7 +2,10 @@
 //! `POST /cpaas/v1/jobs/{name}`.
 
 pub mod cleanup;
+pub mod dispatch_scheduled;
+pub mod reconcile_stale;
 pub mod retry_due;
+pub mod runs;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -49,13 +52,34 @@ impl From<JobError> for crate::error::ApiError {
 }
 
 /// Names of the jobs that can be triggered.
-pub const JOB_NAMES: &[&str] = &["cleanup", "retry-due"];
+pub const JOB_NAMES: &[&str] = &[
+    "dispatch-scheduled",
+    "retry-due",
+    "reconcile-stale",
+    "cleanup",
+];
+
+/// Every scheduled job and its interval.
+pub fn schedule(settings: &crate::config::Settings) -> Vec<(&'static str, std::time::Duration)> {
+    use std::time::Duration;
+    let tick = settings.scheduler_tick;
+    vec![
+        ("dispatch-scheduled", tick),
+        ("retry-due", tick),
+        ("reconcile-stale", Duration::from_secs(60)),
+        ("cleanup", Duration::from_secs(3600)),
+    ]
+}
 
 /// Runs the named job once; `None` when no job has that name.
 pub async fn run_job(name: &str, state: &AppState) -> Option<Result<JobReport, JobError>> {
     match name {
         "cleanup" => Some(cleanup::run(&state.pool, &state.settings).await),
         "retry-due" => Some(retry_due::run(&state.pool, &state.delivery).await),
+        "dispatch-scheduled" => Some(dispatch_scheduled::run(&state.pool, &state.delivery).await),
+        "reconcile-stale" => {
+            Some(reconcile_stale::run(&state.pool, reconcile_stale::STALE_AFTER_SECS).await)
+        }
         _ => None,
     }
 }

@@ -21,6 +21,7 @@ mod outbox;
 mod provider_wire;
 mod providers;
 mod resilience;
+mod scheduler;
 mod template_previews;
 mod templates;
 mod tenancy;
