@@ -68,7 +68,7 @@ async fn a_killed_process_loses_no_committed_event() {
     }
     let done = "SELECT count(*) AS n FROM outbox_events WHERE status = 'DONE'";
     let mut first = spawn_binary(&app, &stream, &prefix);
-    let progressed = wait_until(&app, done, |n| n >= 300, 300).await;
+    let progressed = wait_until(&app, done, |n| n >= 300, 1200).await;
     first.kill().expect("SIGKILL");
     first.wait().unwrap();
     assert!(
@@ -80,7 +80,7 @@ async fn a_killed_process_loses_no_committed_event() {
 
     let mut second = spawn_binary(&app, &stream, &prefix);
     let pending = "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'";
-    let left = wait_until(&app, pending, |n| n == 0, 600).await;
+    let left = wait_until(&app, pending, |n| n == 0, 1800).await;
     second.kill().unwrap();
     second.wait().unwrap();
     assert_eq!(left, 0, "the restarted process drained the rest");
@@ -151,7 +151,7 @@ async fn with_the_bus_down_the_backlog_grows_and_drains_when_it_returns() {
 
     proxy.restore();
     let mut pending = i64::MAX;
-    for _ in 0..60 {
+    for _ in 0..240 {
         drain().await;
         pending = count(
             &app,
