@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Drain throughput: MESSAGES accepted messages (default 50,000) delivered through the mock
+# providers (Vonage wire format over real HTTP) with their events on JetStream, by one service
+# process; against pgbench running the outbox's claim-and-complete statement alone on the same
+# number of events. Prints messages/s, events/s, the ratio and the service's peak RSS.
+#
+#   bash bench/drain.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+
+MESSAGES=${MESSAGES:-50000}
+PORT=${PORT:-18081}
+MOCK_PORT=${MOCK_PORT:-19090}
+ADMIN_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+NATS=${BENCH_NATS_URL:-nats://127.0.0.1:4222}
+DB=cpaas_bench_drain
+DB_URL=$(with_database "$ADMIN_URL" "$DB")
+PG_PORT=$(url_port "$ADMIN_URL" 5432)
+RUN=$(date +%s)
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1)
+
+ensure_postgres
+ensure_pg_max_connections 500
+NATS_PORT=$(url_port "$NATS" 4222)
+ensure_nats
+
+step "building the release binary"
+cargo build --release --quiet --bin cpaas
+pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+target/release/cpaas mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
+pids+=($!)
+
+service() { # $1 = OUTBOX_ENABLED
+  DATABASE_URL=$DB_URL LISTEN_ADDR=127.0.0.1:$PORT APP_ENV=development SEED_ON_START=true \
+    DEV_KEYS_DIR=/tmp/cpaas-bench-keys DATABASE_POOL_SIZE=16 LOG_FORMAT=json RUST_LOG=warn \
+    NATS_URL=$NATS NATS_STREAM=BENCH_$RUN NATS_SUBJECT_PREFIX=bench$RUN. CONSUMERS_ENABLED=false \
+    RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 OUTBOX_ENABLED=$1 SCHEDULER_ENABLED=$1 \
+    target/release/cpaas serve >/dev/null 2>&1 &
+  svc=$!
+  pids+=("$svc")
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/_internal/healthz" >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  die "the service did not start"
+}
+login() {
+  curl -fsS "http://127.0.0.1:$PORT/auth/v1/login" -H 'content-type: application/json' \
+    -d "{\"email\":\"$1\",\"password\":\"Password123!\"}" | sed -E 's/.*"accessToken":"([^"]+)".*/\1/'
+}
+
+step "accepting $MESSAGES messages (outbox not drained yet)"
+service false
+ADMIN=$(login admin@eventzr.com)
+DEV=$(login dev@eventzr.com)
+curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/providers" -H "authorization: Bearer $ADMIN" \
+  -H 'content-type: application/json' -o /dev/null -d "{\"name\":\"vonage-mock\",\"kind\":\"VONAGE\",\"priority\":1,
+  \"config\":{\"from\":\"Eventzr\",\"base_url\":\"http://127.0.0.1:$MOCK_PORT\"},
+  \"credentials\":{\"api_key\":\"k\",\"api_secret\":\"s\",\"signature_secret\":\"x\"}}"
+batch=$(python3 -c 'import json; print(json.dumps({"messages": [{"channel": "SMS", "recipient": "+14155552671", "message_body": "Your code is %06d" % i} for i in range(1000)]}))')
+for _ in $(seq 1 $((MESSAGES / 1000))); do
+  curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/messages/bulk" -H "authorization: Bearer $DEV" \
+    -H 'content-type: application/json' -o /dev/null -d "$batch"
+done
+kill "$svc"; wait "$svc" 2>/dev/null || true
+
+step "draining with the OutboxActor (NATS stream BENCH_$RUN)"
+start=$(date +%s.%N)
+service true
+while :; do
+  left=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM outbox_events WHERE status <> 'DONE'")
+  sent=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM messages WHERE status = 'SENT'")
+  [ "$left" = 0 ] && [ "$sent" -ge "$MESSAGES" ] && break
+  sleep 0.25
+done
+end=$(date +%s.%N)
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$svc/status")
+events=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM outbox_events")
+mock_seen=$(curl -fsS "http://127.0.0.1:$MOCK_PORT/_mock/stats")
+kill "$svc"; wait "$svc" 2>/dev/null || true
+
+step "baseline: pgbench, claim-and-complete alone over the same $events events"
+pg_url "$DB_URL" -q -c "UPDATE outbox_events SET status = 'PENDING', completed_at = NULL, lease_owner = NULL, lease_until = NULL, destinations_done = '{}'"
+cat >/tmp/cpaas_claim.sql <<'SQL'
+WITH c AS (
+  SELECT e.id FROM outbox_events e
+  WHERE e.status = 'PENDING' AND e.next_attempt_at <= now()
+    AND (e.lease_until IS NULL OR e.lease_until < now())
+    AND NOT EXISTS (SELECT 1 FROM outbox_events o WHERE o.aggregate_id = e.aggregate_id
+                    AND o.status = 'PENDING' AND o.seq < e.seq)
+  ORDER BY e.seq LIMIT 500 FOR UPDATE SKIP LOCKED)
+UPDATE outbox_events e SET status = 'DONE', completed_at = now(), lease_owner = NULL, lease_until = NULL
+FROM c WHERE e.id = c.id;
+SQL
+tx=$(( (events + 499) / 500 ))
+pg_start=$(date +%s.%N)
+"$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c 2 -j 2 -t $(( (tx + 1) / 2 + 1 )) -f /tmp/cpaas_claim.sql "$DB" >/dev/null 2>&1
+pg_end=$(date +%s.%N)
+
+python3 - "$MESSAGES" "$events" "$start" "$end" "$pg_start" "$pg_end" "$rss_kb" "$mock_seen" <<'PY'
+import json, sys
+messages, events, start, end, pg_start, pg_end, rss, mock = sys.argv[1:]
+t = float(end) - float(start); pt = float(pg_end) - float(pg_start)
+mps = int(messages) / t; eps = int(events) / t; base = int(events) / pt
+print()
+print(f"drain (service, release) : {t:6.1f} s   {mps:8.0f} messages/s   {eps:8.0f} events/s   (goal >= 3000 messages/s)")
+print(f"pgbench claim+complete   : {pt:6.1f} s   {base:8.0f} events/s")
+print(f"ratio events/s           : {eps / base:8.2f}")
+print(f"service peak RSS         : {int(rss) / 1024:8.1f} MiB")
+print(f"mock providers           : {mock}")
+PY
