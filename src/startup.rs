@@ -86,6 +86,10 @@ impl Application {
             )
             .start();
         }
+        let callbacks = Arc::new(crate::callbacks::Callbacks::from_settings(
+            cipher.clone(),
+            &settings,
+        )?);
         let state = AppState {
             pool,
             settings: settings.clone(),
@@ -97,6 +101,7 @@ impl Application {
             )),
             outbox,
             delivery,
+            callbacks,
         };
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;

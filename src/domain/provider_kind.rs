@@ -89,7 +89,10 @@ impl ProviderKind {
         }
     }
 
-    /// Readable, non-secret settings (`base_url` is accepted by every kind).
+    /// Readable, non-secret settings (`base_url` is accepted by every kind). AWS_SNS and AWS_SES
+    /// also take `sns_topic_arn`, the only topic whose callbacks are accepted when set, and
+    /// `sns_cert_base_url`, where SNS certificates and subscription URLs may come from instead
+    /// of `https://sns.<region>.amazonaws.com` (honoured outside production only, for tests).
     pub fn config_settings(self) -> &'static [Setting] {
         match self {
             ProviderKind::Twilio => {
@@ -106,7 +109,17 @@ impl ProviderKind {
                 }
             }
             ProviderKind::Vonage => const { &[req("from"), opt("base_url")] },
-            ProviderKind::AwsSns => const { &[req("region"), opt("sender_id"), opt("base_url")] },
+            ProviderKind::AwsSns => {
+                const {
+                    &[
+                        req("region"),
+                        opt("sender_id"),
+                        opt("base_url"),
+                        opt("sns_topic_arn"),
+                        opt("sns_cert_base_url"),
+                    ]
+                }
+            }
             ProviderKind::Sendgrid => {
                 const { &[req("from_email"), opt("from_name"), opt("base_url")] }
             }
@@ -117,6 +130,8 @@ impl ProviderKind {
                         req("from_email"),
                         opt("configuration_set"),
                         opt("base_url"),
+                        opt("sns_topic_arn"),
+                        opt("sns_cert_base_url"),
                     ]
                 }
             }
@@ -223,7 +238,7 @@ fn non_empty_string<'a>(field: &str, value: &'a Value) -> Result<&'a str, String
 fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<(), String> {
     let field = format!("config.{key}");
     match (kind, key) {
-        (_, "base_url") => {
+        (_, "base_url") | (ProviderKind::AwsSns | ProviderKind::AwsSes, "sns_cert_base_url") => {
             let s = non_empty_string(&field, value)?;
             match url::Url::parse(s) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
