@@ -350,6 +350,23 @@ mod tests {
     }
 
     #[test]
+    fn aws_kinds_take_an_sns_topic_and_an_sns_certificate_base_url() {
+        let creds = map(json!({"access_key_id": "AK", "secret_access_key": "s"}));
+        let config = map(json!({
+            "region": "eu-west-1", "from_email": "a@example.com",
+            "sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ses",
+            "sns_cert_base_url": "http://127.0.0.1:9000"
+        }));
+        assert!(ProviderKind::AwsSes.validate(&config, &creds).is_ok());
+        let bad = map(json!({"region": "eu-west-1", "sns_cert_base_url": "sns"}));
+        let err = ProviderKind::AwsSns.validate(&bad, &creds).unwrap_err();
+        assert!(err.starts_with("config.sns_cert_base_url"), "{err}");
+        let twilio = map(json!({"from": "+1", "sns_topic_arn": "arn"}));
+        let creds = map(json!({"account_sid": "AC1", "auth_token": "t"}));
+        assert!(ProviderKind::Twilio.validate(&twilio, &creds).is_err());
+    }
+
+    #[test]
     fn fcm_service_account_must_carry_its_keys() {
         let config = map(json!({"project_id": "p"}));
         let ok = map(

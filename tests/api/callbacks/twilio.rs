@@ -137,6 +137,50 @@ async fn a_signed_delivery_receipt_delivers_the_message_once_and_a_replay_change
 }
 
 #[actix_web::test]
+async fn the_same_receipt_arriving_several_times_at_once_is_applied_once() {
+    let s = setup().await;
+    let (id, sid, callback) = sent(&s).await;
+    let params = [("MessageSid", sid.as_str()), ("MessageStatus", "delivered")];
+    let answers =
+        futures_util::future::join_all((0..6).map(|_| status_callback(&s, &callback, &params)))
+            .await;
+    let mut duplicates = 0;
+    for res in answers {
+        if accepted(res).await["duplicate"] == true {
+            duplicates += 1;
+        }
+    }
+    assert_eq!(duplicates, 5);
+    assert_eq!(message(&s.app, &s.tenant, &id).await["status"], "DELIVERED");
+    assert_eq!(events(&s.app, DELIVERED).await, 1);
+}
+
+#[actix_web::test]
+async fn a_callback_on_one_tenants_provider_cannot_touch_another_tenants_message() {
+    let s = setup().await;
+    let (id, sid, callback) = sent(&s).await;
+    let other = tenant();
+    let other_provider = create_provider(
+        &s.app,
+        &other,
+        json!({
+            "name": "twilio", "kind": "TWILIO", "channels": ["SMS"],
+            "config": { "from": "+15005550006", "base_url": s.twilio.uri() },
+            "credentials": { "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": AUTH_TOKEN }
+        }),
+    )
+    .await;
+    let foreign = callback.replace(&s.provider_id, &other_provider);
+    let params = [("MessageSid", sid.as_str()), ("MessageStatus", "delivered")];
+    accepted(status_callback(&s, &foreign, &params).await).await;
+    assert_eq!(message(&s.app, &s.tenant, &id).await["status"], "SENT");
+    assert_eq!(
+        stored_outcomes(&s.app).await,
+        [Some("UNMATCHED".to_owned())]
+    );
+}
+
+#[actix_web::test]
 async fn a_late_sent_after_delivered_leaves_the_message_delivered() {
     let s = setup().await;
     let (id, sid, callback) = sent(&s).await;
@@ -218,6 +262,20 @@ async fn a_provider_of_another_kind_or_an_unknown_id_is_not_found() {
         assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(code(&body), "ERR_CPAAS_NOT_FOUND");
     }
+    let res = s
+        .app
+        .client
+        .get(s.app.url(&format!(
+            "/cpaas/v1/provider-callbacks/twilio/{}",
+            s.provider_id
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["allow"], "POST");
+    let (status, body) = json(res).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(code(&body), "ERR_CPAAS_METHOD_NOT_ALLOWED");
 }
 
 async fn inbound(s: &Setup, sid: &str, body: &str) -> reqwest::Response {
