@@ -70,15 +70,23 @@ impl Callbacks {
             });
         }
         if let Some(url) = &parsed.confirm_url {
-            if let Err(e) = aws_sns::confirm_subscription(&self.http, url).await {
-                note_callback_error(&mut conn, callback_id, &e.to_string()).await?;
-                return Err(e);
-            }
-            finish_callback(&mut conn, callback_id, "CONFIRMED", None).await?;
-            return Ok(Receipt {
-                duplicate: false,
-                reply,
-            });
+            // No pooled connection is held across the call to SNS.
+            drop(conn);
+            let confirmed = aws_sns::confirm_subscription(&self.http, url).await;
+            let mut conn = pool.get().await?;
+            return match confirmed {
+                Ok(()) => {
+                    finish_callback(&mut conn, callback_id, "CONFIRMED", None).await?;
+                    Ok(Receipt {
+                        duplicate: false,
+                        reply,
+                    })
+                }
+                Err(e) => {
+                    note_callback_error(&mut conn, callback_id, &e.to_string()).await?;
+                    Err(e)
+                }
+            };
         }
         let applied = conn
             .transaction::<_, CallbackError, _>(async |conn| {

@@ -261,6 +261,43 @@ async fn a_subscription_confirmation_is_confirmed_by_a_get_of_its_subscribe_url(
 }
 
 #[actix_web::test]
+async fn a_confirmation_that_fails_is_kept_unprocessed_and_retried_by_the_redelivery() {
+    let s = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/flaky-confirm"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.aws)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/flaky-confirm"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&s.aws)
+        .await;
+    let envelope = json!({
+        "Type": "SubscriptionConfirmation", "MessageId": "2f3e4d5c-0000-4000-8000-000000000001",
+        "Token": "tok", "TopicArn": TOPIC, "Message": "You have chosen to subscribe to the topic.",
+        "SubscribeURL": format!("{}/flaky-confirm?Token=tok", s.aws.uri()),
+        "Timestamp": "2026-01-01T00:00:00.000Z"
+    });
+    let body = signed(&s, envelope, "2");
+    let (status, answer) = json(post(&s, body.clone()).await).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(code(&answer), "ERR_CPAAS_SERVICE_UNAVAILABLE");
+    assert_eq!(
+        stored_outcomes(&s.app).await,
+        [None],
+        "stored, not processed"
+    );
+    accepted(post(&s, body).await).await;
+    assert_eq!(
+        stored_outcomes(&s.app).await,
+        [Some("CONFIRMED".to_owned())]
+    );
+}
+
+#[actix_web::test]
 async fn a_signed_delivery_notification_delivers_the_email_once() {
     let s = setup().await;
     let id = sent(&s).await;
