@@ -2,6 +2,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod consumers;

@@ -54,6 +54,7 @@ envelope_schema! {
     DrainEnvelope => crate::outbox::DrainReport,
     DeadListEnvelope => Vec<crate::outbox::store::DeadEvent>,
     RedriveEnvelope => serde_json::Value,
+    CallbackAckEnvelope => routes::callbacks::CallbackAck,
 }
 
 struct Security;
@@ -130,6 +131,8 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         routes::messages::list_attempts,
         routes::messages::cancel_message,
         routes::usage::get_usage,
+        routes::callbacks::receive_callback,
+        routes::callbacks::verify_meta_subscription,
         routes::docs::openapi_json,
         routes::docs::docs_page,
     ),
@@ -143,6 +146,7 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         (name = "templates", description = "Message templates (minijinja syntax), their previews and version history"),
         (name = "opt-outs", description = "The opt-out ledger: recipients who must not be contacted, per channel or on ALL channels"),
         (name = "webhooks", description = "Tenant webhook subscriptions to lifecycle events, signed with a per-webhook secret"),
+        (name = "provider-callbacks", description = "Delivery receipts, inbound messages and template statuses posted by providers, each verified by the provider's own signature"),
         (name = "internal", description = "Health and operator endpoints"),
         (name = "docs", description = "This document and its playground"),
     )

@@ -89,6 +89,10 @@ impl Application {
             )
             .start();
         }
+        let callbacks = Arc::new(crate::callbacks::Callbacks::from_settings(
+            cipher.clone(),
+            &settings,
+        )?);
         let state = AppState {
             pool,
             settings: settings.clone(),
@@ -100,6 +104,7 @@ impl Application {
             )),
             outbox,
             delivery,
+            callbacks,
         };
         if settings.scheduler_enabled {
             crate::actors::SchedulerActor::new(state.clone(), crate::jobs::schedule(&settings))

@@ -23,4 +23,5 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     pub outbox: Arc<Outbox>,
     pub delivery: Arc<crate::delivery::Delivery>,
+    pub callbacks: Arc<crate::callbacks::Callbacks>,
 }

@@ -89,6 +89,6 @@ impl Actor for SchedulerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.tick(ctx));
+        ctx.run_interval(Duration::from_millis(100), |act, ctx| act.tick(ctx));
     }
 }

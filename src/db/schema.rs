@@ -137,6 +137,34 @@ diesel::table! {
 }
 
 diesel::table! {
+    provider_callback_events (provider_id, event_key) {
+        provider_id -> Uuid,
+        event_key -> Text,
+        callback_id -> Uuid,
+        tenant_id -> Uuid,
+        message_id -> Nullable<Uuid>,
+        outcome -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provider_callbacks (id) {
+        id -> Uuid,
+        provider_id -> Uuid,
+        tenant_id -> Uuid,
+        kind -> Text,
+        dedupe_key -> Text,
+        headers -> Jsonb,
+        body -> Bytea,
+        received_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     providers (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -255,6 +283,7 @@ diesel::table! {
 }
 
 diesel::joinable!(message_attempts -> messages (message_id));
+diesel::joinable!(provider_callback_events -> provider_callbacks (callback_id));
 diesel::joinable!(refresh_token_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_token_families (family_id));
 diesel::joinable!(template_versions -> templates (template_id));
@@ -269,6 +298,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     opt_outs,
     outbox_events,
+    provider_callback_events,
+    provider_callbacks,
     providers,
     refresh_token_families,
     refresh_tokens,

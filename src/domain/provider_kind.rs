@@ -89,7 +89,10 @@ impl ProviderKind {
         }
     }
 
-    /// Readable, non-secret settings (`base_url` is accepted by every kind).
+    /// Readable, non-secret settings (`base_url` is accepted by every kind). AWS_SNS and AWS_SES
+    /// also take `sns_topic_arn`, the only topic whose callbacks are accepted when set, and
+    /// `sns_cert_base_url`, where SNS certificates and subscription URLs may come from instead
+    /// of `https://sns.<region>.amazonaws.com` (honoured outside production only, for tests).
     pub fn config_settings(self) -> &'static [Setting] {
         match self {
             ProviderKind::Twilio => {
@@ -106,7 +109,17 @@ impl ProviderKind {
                 }
             }
             ProviderKind::Vonage => const { &[req("from"), opt("base_url")] },
-            ProviderKind::AwsSns => const { &[req("region"), opt("sender_id"), opt("base_url")] },
+            ProviderKind::AwsSns => {
+                const {
+                    &[
+                        req("region"),
+                        opt("sender_id"),
+                        opt("base_url"),
+                        opt("sns_topic_arn"),
+                        opt("sns_cert_base_url"),
+                    ]
+                }
+            }
             ProviderKind::Sendgrid => {
                 const { &[req("from_email"), opt("from_name"), opt("base_url")] }
             }
@@ -117,6 +130,8 @@ impl ProviderKind {
                         req("from_email"),
                         opt("configuration_set"),
                         opt("base_url"),
+                        opt("sns_topic_arn"),
+                        opt("sns_cert_base_url"),
                     ]
                 }
             }
@@ -223,7 +238,7 @@ fn non_empty_string<'a>(field: &str, value: &'a Value) -> Result<&'a str, String
 fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<(), String> {
     let field = format!("config.{key}");
     match (kind, key) {
-        (_, "base_url") => {
+        (_, "base_url") | (ProviderKind::AwsSns | ProviderKind::AwsSes, "sns_cert_base_url") => {
             let s = non_empty_string(&field, value)?;
             match url::Url::parse(s) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
@@ -332,6 +347,23 @@ mod tests {
             .validate(&map(json!({"base_url": "ftp://x"})), &Map::new())
             .unwrap_err();
         assert!(err.starts_with("config.base_url"), "{err}");
+    }
+
+    #[test]
+    fn aws_kinds_take_an_sns_topic_and_an_sns_certificate_base_url() {
+        let creds = map(json!({"access_key_id": "AK", "secret_access_key": "s"}));
+        let config = map(json!({
+            "region": "eu-west-1", "from_email": "a@example.com",
+            "sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ses",
+            "sns_cert_base_url": "http://127.0.0.1:9000"
+        }));
+        assert!(ProviderKind::AwsSes.validate(&config, &creds).is_ok());
+        let bad = map(json!({"region": "eu-west-1", "sns_cert_base_url": "sns"}));
+        let err = ProviderKind::AwsSns.validate(&bad, &creds).unwrap_err();
+        assert!(err.starts_with("config.sns_cert_base_url"), "{err}");
+        let twilio = map(json!({"from": "+1", "sns_topic_arn": "arn"}));
+        let creds = map(json!({"account_sid": "AC1", "auth_token": "t"}));
+        assert!(ProviderKind::Twilio.validate(&twilio, &creds).is_err());
     }
 
     #[test]

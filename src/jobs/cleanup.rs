@@ -1,6 +1,8 @@
 //! `cleanup`: removes what has outlived its use — expired or long-revoked refresh tokens,
-//! stale login-throttle rows and expired idempotency keys (whose stored answers may hold
-//! secrets shown once, such as a new webhook's).
+//! stale login-throttle rows, expired idempotency keys (whose stored answers may hold
+//! secrets shown once, such as a new webhook's), published outbox rows and provider callbacks
+//! older than their retention (kept well beyond the longest provider redelivery window, Meta's
+//! seven days, so their event identities still catch replays).
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -12,6 +14,8 @@ use crate::db::schema::{refresh_token_families, refresh_tokens};
 
 /// Revoked families are kept this long for forensics before they are deleted.
 const REVOKED_RETENTION_DAYS: i64 = 7;
+/// Provider callbacks are kept this long.
+const CALLBACK_RETENTION_DAYS: i64 = 30;
 
 pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super::JobError> {
     let mut conn = pool.get().await?;
@@ -32,6 +36,11 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
     let idempotency_keys = crate::idempotency::purge_expired(&mut conn).await?;
     let outbox_events =
         crate::outbox::store::purge_done(&mut conn, settings.outbox_retention).await?;
+    let callbacks = crate::db::callbacks::purge_callbacks(
+        &mut conn,
+        now - chrono::Duration::days(CALLBACK_RETENTION_DAYS),
+    )
+    .await?;
     let mut report = JobReport {
         job: "cleanup".into(),
         ..Default::default()
@@ -42,6 +51,7 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
         ("login_throttles", throttles),
         ("idempotency_keys", idempotency_keys),
         ("outbox_events", outbox_events),
+        ("provider_callbacks", callbacks),
     ] {
         report.counts.insert(name.into(), n as i64);
     }

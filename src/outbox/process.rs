@@ -120,8 +120,10 @@ impl Outbox {
             report.failed += batch.failed;
             report.dead_lettered += batch.dead_lettered;
             // Handlers add events (a delivery adds `communication.sent`): keep going until a
-            // claim comes back empty.
-            if batch.claimed == 0 {
+            // claim comes back empty. A batch with failures ends the drain, so an event that
+            // just failed is not claimed again (its backoff may be shorter than a batch) and a
+            // destination that is down is not hammered within one drain.
+            if batch.claimed == 0 || batch.failed > 0 {
                 break;
             }
         }

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource.
 
 pub mod auth;
+pub mod callbacks;
 pub mod docs;
 pub mod health;
 pub mod internal;
@@ -27,4 +28,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     webhooks::configure(cfg);
     internal::configure(cfg);
     jobs::configure(cfg);
+    callbacks::configure(cfg);
 }

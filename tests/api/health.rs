@@ -118,6 +118,11 @@ async fn the_openapi_document_describes_every_route() {
         ("/cpaas/v1/_internal/healthz", "get"),
         ("/cpaas/v1/_internal/readyz", "get"),
         ("/cpaas/v1/jobs/{name}", "post"),
+        ("/cpaas/v1/provider-callbacks/{kind}/{provider_id}", "post"),
+        (
+            "/cpaas/v1/provider-callbacks/meta-whatsapp/{provider_id}",
+            "get",
+        ),
         ("/cpaas/v1/openapi.json", "get"),
         ("/cpaas/v1/docs", "get"),
     ];

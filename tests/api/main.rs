@@ -8,6 +8,7 @@ mod auth_login;
 mod auth_refresh;
 mod auth_tokens;
 mod bulk;
+mod callbacks;
 mod consumers;
 mod delivery;
 mod envelope;

@@ -1,0 +1,2 @@
+DROP TABLE provider_callback_events;
+DROP TABLE provider_callbacks;
