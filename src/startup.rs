@@ -81,13 +81,13 @@ impl Application {
             crate::consumers::start(outbox.bus(), pool.clone())?;
         }
         if settings.outbox_enabled {
-            OutboxActor::new(
+            let actor = OutboxActor::new(
                 outbox.clone(),
                 settings.database_url.expose_secret().to_owned(),
                 settings.outbox_poll_interval,
                 settings.outbox_batch_size * 10,
-            )
-            .start();
+            );
+            actix::Supervisor::start(move |_| actor);
         }
         let callbacks = Arc::new(crate::callbacks::Callbacks::from_settings(
             cipher.clone(),
@@ -107,8 +107,9 @@ impl Application {
             callbacks,
         };
         if settings.scheduler_enabled {
-            crate::actors::SchedulerActor::new(state.clone(), crate::jobs::schedule(&settings))
-                .start();
+            let scheduler =
+                crate::actors::SchedulerActor::new(state.clone(), crate::jobs::schedule(&settings));
+            actix::Supervisor::start(move |_| scheduler);
         }
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;

@@ -64,7 +64,10 @@ impl OutboxActor {
                     false
                 }
                 Err(_) => {
-                    tracing::error!("outbox drain panicked; the actor carries on");
+                    // A handler's panic is caught inside the drain; one that escapes it is a
+                    // fault of the drain itself: stop, and let the supervisor restart the actor.
+                    tracing::error!("outbox drain panicked; restarting the actor");
+                    ctx.stop();
                     false
                 }
             };
@@ -84,6 +87,14 @@ impl Actor for OutboxActor {
         let url = self.database_url.clone();
         ctx.spawn(listen(url, addr).into_actor(self));
         self.kick(ctx);
+    }
+}
+
+impl actix::Supervised for OutboxActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.running = false;
+        self.wake_pending = false;
+        tracing::warn!("outbox actor restarting");
     }
 }
 

@@ -85,6 +85,13 @@ async fn run_slot(state: &AppState, name: &'static str, slot: chrono::DateTime<U
     }
 }
 
+impl actix::Supervised for SchedulerActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.running.clear();
+        tracing::warn!("scheduler actor restarting");
+    }
+}
+
 impl Actor for SchedulerActor {
     type Context = Context<Self>;
 

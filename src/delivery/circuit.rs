@@ -21,14 +21,16 @@ pub fn allows(state: &str, opened_at: Option<DateTime<Utc>>, cooldown: Duration)
     }
 }
 
-/// Records a success: the circuit closes.
+/// Records a success: the circuit closes. A provider that is already healthy is not written,
+/// so concurrent successful sends do not queue on its row.
 pub async fn record_success(conn: &mut AsyncPgConnection, provider_id: Uuid) -> QueryResult<()> {
     diesel::sql_query(
         "UPDATE providers SET circuit_state = 'CLOSED', circuit_opened_at = NULL, \
            consecutive_failures = 0, last_error = NULL, \
            health_changed_at = CASE WHEN health_state <> 'HEALTHY' THEN now() ELSE health_changed_at END, \
            health_state = 'HEALTHY' \
-         WHERE id = $1",
+         WHERE id = $1 AND (circuit_state <> 'CLOSED' OR consecutive_failures <> 0 \
+                            OR health_state <> 'HEALTHY')",
     )
     .bind::<SqlUuid, _>(provider_id)
     .execute(conn)

@@ -164,3 +164,38 @@ async fn the_playground_is_served_from_the_binary() {
     assert_eq!(script.status(), 200);
     assert!(script.bytes().await.unwrap().len() > 1_000_000);
 }
+
+#[actix_web::test]
+async fn an_exhausted_pool_answers_503_instead_of_hanging() {
+    let app = crate::helpers::spawn_app_with(|env| {
+        env.insert("DATABASE_POOL_SIZE".into(), "1".into());
+        env.insert("DATABASE_POOL_TIMEOUT_MS".into(), "300".into());
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let held = app.pool.get().await.unwrap();
+    let res = client
+        .get(app.url("/cpaas/v1/providers"))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    let (status, body) = json(res).await;
+    assert_eq!((status, code(&body)), (503, "ERR_CPAAS_SERVICE_UNAVAILABLE"));
+    assert_eq!(
+        body["error"]["message"],
+        "the service is temporarily unavailable, retry shortly",
+        "the cause is logged, not shown"
+    );
+    drop(held);
+    let res = client
+        .get(app.url("/cpaas/v1/providers"))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
