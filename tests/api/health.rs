@@ -184,10 +184,12 @@ async fn an_exhausted_pool_answers_503_instead_of_hanging() {
         .await
         .expect("an answer, not a hang");
     let (status, body) = json(res).await;
-    assert_eq!((status, code(&body)), (503, "ERR_CPAAS_SERVICE_UNAVAILABLE"));
     assert_eq!(
-        body["error"]["message"],
-        "the service is temporarily unavailable, retry shortly",
+        (status, code(&body)),
+        (503, "ERR_CPAAS_SERVICE_UNAVAILABLE")
+    );
+    assert_eq!(
+        body["error"]["message"], "the service is temporarily unavailable, retry shortly",
         "the cause is logged, not shown"
     );
     drop(held);
