@@ -35,7 +35,7 @@ async fn status_of(app: &TestApp, t: &str, id: &str) -> String {
 async fn a_scheduled_message_goes_out_only_when_its_time_comes_and_a_cancelled_one_never() {
     let app = spawn_app().await;
     let t = sender("professional");
-    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let at = (chrono::Utc::now() + chrono::Duration::milliseconds(4000)).to_rfc3339();
     let mut body = sms("+14155552671");
     body["scheduled_at"] = json!(at);
     let (_, kept) = send(&app, &t, &body).await;
@@ -57,7 +57,7 @@ async fn a_scheduled_message_goes_out_only_when_its_time_comes_and_a_cancelled_o
     assert_eq!(early["counts"]["dispatched"], 0);
     assert_eq!(status_of(&app, &t, &kept).await, "SCHEDULED");
 
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(4200)).await;
     let due = job(&app, "dispatch-scheduled").await;
     assert_eq!(due["counts"]["dispatched"], 1, "{due}");
     assert_eq!(status_of(&app, &t, &kept).await, "SENT");
@@ -80,10 +80,12 @@ async fn three_processes_run_each_job_slot_once_and_survive_losing_one() {
     let c = spawn_on(&first.db_name, &first.database_url, fast).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let runs = "SELECT count(*) AS n FROM job_runs WHERE name = 'retry-due'";
-    let slots = "SELECT count(DISTINCT slot) AS n FROM job_runs WHERE name = 'retry-due'";
+    // One query, so that a run recorded between two counts cannot make them differ.
+    let repeats =
+        "SELECT count(*) - count(DISTINCT slot) AS n FROM job_runs WHERE name = 'retry-due'";
     let before = count(&first, runs).await;
     assert!(before >= 5, "the slots were run ({before})");
-    assert_eq!(before, count(&first, slots).await, "each slot once");
+    assert_eq!(count(&first, repeats).await, 0, "each slot once");
     let owners = count(&first, "SELECT count(DISTINCT owner) AS n FROM job_runs").await;
     assert!(owners >= 1);
 
@@ -95,7 +97,7 @@ async fn three_processes_run_each_job_slot_once_and_survive_losing_one() {
         after >= before + 3,
         "the remaining process keeps running the slots ({before} -> {after})"
     );
-    assert_eq!(after, count(&first, slots).await);
+    assert_eq!(count(&first, repeats).await, 0);
     let failed = count(
         &first,
         "SELECT count(*) AS n FROM job_runs WHERE outcome = 'FAILED'",
