@@ -101,10 +101,7 @@ pub async fn send_message(
     body: web::Json<SendRequest>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let send = accept::validate(body.into_inner(), chrono::Utc::now());
-    if let Err(e) = send {
-        return Err(e);
-    }
+    let send = accept::validate(body.into_inner(), chrono::Utc::now())?;
     let meta = Meta::of(&req);
     let mut conn = state.pool.get().await?;
     let tenant = user.tenant_id;
@@ -112,7 +109,7 @@ pub async fn send_message(
         if let Some(replay) = idempotency.begin(conn, tenant).await? {
             return Ok(replay);
         }
-        let sends = vec![send];
+        let sends = vec![Ok(send)];
         let limits = admit(&state, &user, &sends)?;
         let mut results = accept::accept(conn, tenant, sends).await?;
         let message = results
