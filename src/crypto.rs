@@ -9,6 +9,16 @@ use rand::RngCore;
 
 const NONCE_LEN: usize = 12;
 
+/// The associated data that binds a sealed value to its row: the tenant id then the row id, so a
+/// value copied to another row, or another tenant, does not open.
+pub fn row_aad(tenant_id: uuid::Uuid, row_id: uuid::Uuid) -> Vec<u8> {
+    [
+        tenant_id.as_bytes().as_slice(),
+        row_id.as_bytes().as_slice(),
+    ]
+    .concat()
+}
+
 /// The key that seals provider credentials.
 #[derive(Clone)]
 pub struct CredentialCipher {

@@ -72,11 +72,7 @@ pub async fn run(conn: &mut AsyncPgConnection, cipher: &CredentialCipher) -> any
     if !providers::name_taken(conn, DEV_TENANT_ID, "sandbox").await? {
         let id = Uuid::now_v7();
         let empty = Map::new();
-        let aad = [
-            DEV_TENANT_ID.as_bytes().as_slice(),
-            id.as_bytes().as_slice(),
-        ]
-        .concat();
+        let aad = crate::crypto::row_aad(DEV_TENANT_ID, id);
         let sealed = cipher.seal(&serde_json::to_vec(&empty)?, &aad)?;
         let mut config = Map::new();
         config.insert("delivery_delay_ms".into(), Value::from(500));

@@ -59,9 +59,7 @@ pub struct WebhookChanges {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-fn aad(tenant_id: Uuid, id: Uuid) -> Vec<u8> {
-    [tenant_id.as_bytes().as_slice(), id.as_bytes().as_slice()].concat()
-}
+use crate::crypto::row_aad as aad;
 
 /// Seals a webhook's secret for storage.
 pub fn seal_webhook_secret(

@@ -33,11 +33,7 @@ impl ProviderRegistry {
     /// The opened settings of a provider row.
     pub fn settings(&self, row: &Provider) -> anyhow::Result<ProviderSettings> {
         let kind: ProviderKind = row.kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-        let aad = [
-            row.tenant_id.as_bytes().as_slice(),
-            row.id.as_bytes().as_slice(),
-        ]
-        .concat();
+        let aad = crate::crypto::row_aad(row.tenant_id, row.id);
         let plain = self.cipher.open(&row.credentials_encrypted, &aad)?;
         let credentials: Map<String, Value> = serde_json::from_slice(&plain)?;
         Ok(ProviderSettings {

@@ -78,9 +78,7 @@ fn check_priority(priority: i32) -> ApiResult<i32> {
     }
 }
 
-fn aad(tenant_id: uuid::Uuid, id: uuid::Uuid) -> Vec<u8> {
-    [tenant_id.as_bytes().as_slice(), id.as_bytes().as_slice()].concat()
-}
+use crate::crypto::row_aad as aad;
 
 fn seal(
     cipher: &CredentialCipher,
