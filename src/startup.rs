@@ -66,17 +66,20 @@ impl Application {
             }
             None => EventBus::Log,
         });
-        let delivery = Arc::new(crate::delivery::Delivery::from_settings(
-            pool.clone(),
-            cipher.clone(),
-            &settings,
-        )?);
-        let outbox = Arc::new(Outbox::new(
-            pool.clone(),
-            bus,
-            crate::outbox::handlers::in_process(&delivery),
-            OutboxPolicy::from_settings(&settings),
-        ));
+        let metrics = Arc::new(crate::metrics::Metrics::new()?);
+        let delivery = Arc::new(
+            crate::delivery::Delivery::from_settings(pool.clone(), cipher.clone(), &settings)?
+                .with_metrics(metrics.clone()),
+        );
+        let outbox = Arc::new(
+            Outbox::new(
+                pool.clone(),
+                bus,
+                crate::outbox::handlers::in_process(&delivery, &pool),
+                OutboxPolicy::from_settings(&settings),
+            )
+            .with_metrics(metrics.clone()),
+        );
         if settings.consumers_enabled {
             crate::consumers::start(outbox.bus(), pool.clone())?;
         }
@@ -93,6 +96,12 @@ impl Application {
             cipher.clone(),
             &settings,
         )?);
+        let webhooks = Arc::new(crate::webhooks::WebhookSender::new(
+            pool.clone(),
+            cipher.clone(),
+            crate::webhooks::WebhookPolicy::from_settings(&settings),
+            metrics.clone(),
+        )?);
         let state = AppState {
             pool,
             settings: settings.clone(),
@@ -105,6 +114,8 @@ impl Application {
             outbox,
             delivery,
             callbacks,
+            webhooks,
+            metrics,
         };
         if settings.scheduler_enabled {
             let scheduler =
@@ -158,6 +169,7 @@ fn serve(
             .wrap(from_fn(crate::idempotency::fingerprint_requests))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(envelope::request_context))
+            .wrap(from_fn(crate::metrics::track_requests))
             .configure(routes::configure)
             .default_service(web::to(envelope::not_found))
     })

@@ -24,4 +24,6 @@ pub struct AppState {
     pub outbox: Arc<Outbox>,
     pub delivery: Arc<crate::delivery::Delivery>,
     pub callbacks: Arc<crate::callbacks::Callbacks>,
+    pub webhooks: Arc<crate::webhooks::WebhookSender>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -56,6 +56,36 @@ pub fn classify(body: &str) -> Option<(String, KeywordAction)> {
     }
 }
 
+/// Applies a keyword's change to the opt-out ledger: a stop word opts `sender` out of
+/// `channel` (source STOP_KEYWORD), a start word removes its opt-out of that channel.
+pub async fn apply_keyword(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    sender: &PhoneNumber,
+    channel: &str,
+    word: &str,
+    action: KeywordAction,
+) -> diesel::QueryResult<()> {
+    match action {
+        KeywordAction::OptOut => {
+            let reason = format!("replied {word}");
+            add_opt_out(
+                conn,
+                tenant_id,
+                sender.as_e164(),
+                channel,
+                OptOutSource::StopKeyword.as_str(),
+                Some(&reason),
+            )
+            .await?;
+        }
+        KeywordAction::OptIn => {
+            remove_opt_out_for(conn, tenant_id, sender.as_e164(), channel).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Applies an inbound message in the caller's transaction: the keyword's opt-out change, then
 /// the `sms.inbound` event.
 pub async fn apply_inbound(
@@ -71,24 +101,15 @@ pub async fn apply_inbound(
         .map(|p| p.as_e164().to_owned())
         .unwrap_or_else(|| inbound.from.clone());
     if let (Some((word, action)), Some(phone)) = (&keyword, &sender) {
-        let channel = inbound.channel.as_str();
-        match action {
-            KeywordAction::OptOut => {
-                let reason = format!("replied {word}");
-                add_opt_out(
-                    conn,
-                    tenant_id,
-                    phone.as_e164(),
-                    channel,
-                    OptOutSource::StopKeyword.as_str(),
-                    Some(&reason),
-                )
-                .await?;
-            }
-            KeywordAction::OptIn => {
-                remove_opt_out_for(conn, tenant_id, phone.as_e164(), channel).await?;
-            }
-        }
+        apply_keyword(
+            conn,
+            tenant_id,
+            phone,
+            inbound.channel.as_str(),
+            word,
+            *action,
+        )
+        .await?;
     }
     let data = json!({
         "tenantId": tenant_id,

@@ -20,7 +20,7 @@ pub mod keywords;
 pub mod meta_whatsapp;
 pub mod sendgrid;
 mod ses;
-mod signing;
+pub(crate) mod signing;
 pub mod status;
 pub mod templates;
 pub mod twilio;

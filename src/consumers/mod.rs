@@ -2,6 +2,7 @@
 //! transaction that first records its id in `consumed_events`, so a redelivered event (JetStream
 //! delivers at least once) is recognised and only acknowledged.
 
+pub mod inbound;
 pub mod notify;
 
 use std::sync::Arc;
@@ -10,7 +11,12 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, pull};
 use futures_util::StreamExt;
 
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
 use crate::db::DbPool;
+use crate::db::schema::consumed_events;
 use crate::outbox::{CloudEvent, EventBus, topics};
 
 /// What handling one consumed event came to.
@@ -25,6 +31,38 @@ pub enum Consumed {
     Duplicate,
 }
 
+/// The consumed topics, each with its durable consumer.
+#[derive(Clone, Copy, Debug)]
+enum Topic {
+    NotifyRequested,
+    SmsInbound,
+}
+
+impl Topic {
+    const ALL: [Topic; 2] = [Topic::NotifyRequested, Topic::SmsInbound];
+
+    fn topic(self) -> &'static str {
+        match self {
+            Topic::NotifyRequested => topics::NOTIFY_TRANSACTIONAL_REQUESTED,
+            Topic::SmsInbound => topics::SMS_INBOUND,
+        }
+    }
+
+    fn durable(self) -> &'static str {
+        match self {
+            Topic::NotifyRequested => "cpaas-notify-transactional",
+            Topic::SmsInbound => "cpaas-sms-inbound",
+        }
+    }
+
+    async fn handle(self, pool: &DbPool, event: &CloudEvent) -> anyhow::Result<Consumed> {
+        match self {
+            Topic::NotifyRequested => notify::handle(pool, event).await,
+            Topic::SmsInbound => inbound::handle(pool, event).await,
+        }
+    }
+}
+
 /// Starts the consumers on the background runtime when the bus is NATS.
 pub fn start(bus: &EventBus, pool: DbPool) -> anyhow::Result<()> {
     let EventBus::Nats {
@@ -36,36 +74,63 @@ pub fn start(bus: &EventBus, pool: DbPool) -> anyhow::Result<()> {
         return Ok(());
     };
     let handle = crate::db::connection_runtime()?;
-    let jetstream = (**jetstream).clone();
-    let subject = format!("{prefix}{}", topics::NOTIFY_TRANSACTIONAL_REQUESTED);
-    let stream = stream.clone();
     let pool = Arc::new(pool);
-    handle.spawn(async move {
-        loop {
-            if let Err(e) = consume(
-                &jetstream,
-                &stream,
-                &subject,
-                "cpaas-notify-transactional",
-                &pool,
-            )
-            .await
-            {
-                tracing::warn!(error = %e, subject = %subject, "consumer stopped; restarting");
+    for topic in Topic::ALL {
+        let jetstream = (**jetstream).clone();
+        let subject = format!("{prefix}{}", topic.topic());
+        let stream = stream.clone();
+        let pool = pool.clone();
+        handle.spawn(async move {
+            loop {
+                if let Err(e) = consume(&jetstream, &stream, &subject, topic, &pool).await {
+                    tracing::warn!(error = %e, subject = %subject, "consumer stopped; restarting");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+        });
+    }
     Ok(())
+}
+
+/// Records a consumed event id; false when it was recorded before (a redelivery).
+pub(crate) async fn record(
+    conn: &mut AsyncPgConnection,
+    event: &CloudEvent,
+    tenant: Option<Uuid>,
+    outcome: &str,
+    detail: Option<&str>,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(consumed_events::table)
+        .values((
+            consumed_events::event_id.eq(&event.id),
+            consumed_events::topic.eq(&event.ty),
+            consumed_events::tenant_id.eq(tenant),
+            consumed_events::outcome.eq(outcome),
+            consumed_events::detail.eq(detail),
+        ))
+        .on_conflict(consumed_events::event_id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// The tenant an event is about: `data.tenantId`, else the CloudEvent `subject`.
+pub(crate) fn tenant_of(event: &CloudEvent) -> Option<Uuid> {
+    event.data["tenantId"]
+        .as_str()
+        .and_then(|t| Uuid::parse_str(t).ok())
+        .or_else(|| Uuid::parse_str(&event.subject).ok())
 }
 
 async fn consume(
     jetstream: &async_nats::jetstream::Context,
     stream: &str,
     subject: &str,
-    durable: &str,
+    topic: Topic,
     pool: &DbPool,
 ) -> anyhow::Result<()> {
+    let durable = topic.durable();
     let stream = jetstream.get_stream(stream).await?;
     let consumer: Consumer<pull::Config> = stream
         .get_or_create_consumer(
@@ -85,7 +150,7 @@ async fn consume(
         let message = message?;
         let event: Result<CloudEvent, _> = serde_json::from_slice(&message.payload);
         let result = match event {
-            Ok(event) => notify::handle(pool, &event).await,
+            Ok(event) => topic.handle(pool, &event).await,
             Err(e) => {
                 tracing::warn!(error = %e, "a consumed event is not a CloudEvent; dropped");
                 Ok(Consumed::Done {

@@ -6,45 +6,15 @@
 //! Requests from the platform's own services are not subject to the per-tenant send limits.
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::Value;
-use uuid::Uuid;
 
-use super::Consumed;
+use super::{Consumed, record, tenant_of};
 use crate::db::schema::consumed_events;
 use crate::db::{DbError, DbPool};
 use crate::error::ApiError;
 use crate::messages::accept::{self, SendRequest};
 use crate::outbox::CloudEvent;
-
-async fn record(
-    conn: &mut AsyncPgConnection,
-    event: &CloudEvent,
-    tenant: Option<Uuid>,
-    outcome: &str,
-    detail: Option<&str>,
-) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(consumed_events::table)
-        .values((
-            consumed_events::event_id.eq(&event.id),
-            consumed_events::topic.eq(&event.ty),
-            consumed_events::tenant_id.eq(tenant),
-            consumed_events::outcome.eq(outcome),
-            consumed_events::detail.eq(detail),
-        ))
-        .on_conflict(consumed_events::event_id)
-        .do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(inserted == 1)
-}
-
-fn tenant_of(event: &CloudEvent) -> Option<Uuid> {
-    event.data["tenantId"]
-        .as_str()
-        .and_then(|t| Uuid::parse_str(t).ok())
-        .or_else(|| Uuid::parse_str(&event.subject).ok())
-}
 
 fn send_request(data: &Value) -> Result<SendRequest, String> {
     let mut body = data.as_object().cloned().unwrap_or_default();

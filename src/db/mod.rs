@@ -13,6 +13,7 @@ pub mod providers;
 pub mod schema;
 pub mod templates;
 pub mod users;
+pub mod webhook_deliveries;
 pub mod webhooks;
 
 use std::sync::{Arc, OnceLock};

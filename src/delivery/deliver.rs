@@ -92,6 +92,7 @@ pub struct Delivery {
     pool: DbPool,
     registry: ProviderRegistry,
     policy: DeliveryPolicy,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// An attempt committed and ready to be made.
@@ -116,7 +117,14 @@ impl Delivery {
             pool,
             registry,
             policy,
+            metrics: None,
         }
+    }
+
+    /// Counts and times every provider call.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn from_settings(
@@ -162,6 +170,9 @@ impl Delivery {
             },
         };
         let latency = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.record_provider_call(&prepared.provider.kind, outcome.as_str(), latency);
+        }
         self.record(message_id, &prepared, outcome, latency).await
     }
 

@@ -1,7 +1,7 @@
 //! `cleanup`: removes what has outlived its use — expired or long-revoked refresh tokens,
 //! stale login-throttle rows, expired idempotency keys (whose stored answers may hold
-//! secrets shown once, such as a new webhook's), published outbox rows and provider callbacks
-//! older than their retention (kept well beyond the longest provider redelivery window, Meta's
+//! secrets shown once, such as a new webhook's), published outbox rows, finished webhook deliveries and provider
+//! callbacks older than their retention (kept well beyond the longest provider redelivery window, Meta's
 //! seven days, so their event identities still catch replays).
 
 use diesel::prelude::*;
@@ -16,6 +16,8 @@ use crate::db::schema::{refresh_token_families, refresh_tokens};
 const REVOKED_RETENTION_DAYS: i64 = 7;
 /// Provider callbacks are kept this long.
 const CALLBACK_RETENTION_DAYS: i64 = 30;
+/// Finished webhook deliveries (and their attempts) are listed this long.
+const WEBHOOK_DELIVERY_RETENTION_DAYS: i64 = 30;
 
 pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super::JobError> {
     let mut conn = pool.get().await?;
@@ -41,6 +43,11 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
         now - chrono::Duration::days(CALLBACK_RETENTION_DAYS),
     )
     .await?;
+    let webhook_deliveries = crate::db::webhook_deliveries::delete_finished_before(
+        &mut conn,
+        now - chrono::Duration::days(WEBHOOK_DELIVERY_RETENTION_DAYS),
+    )
+    .await?;
     let mut report = JobReport {
         job: "cleanup".into(),
         ..Default::default()
@@ -52,6 +59,7 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
         ("idempotency_keys", idempotency_keys),
         ("outbox_events", outbox_events),
         ("provider_callbacks", callbacks),
+        ("webhook_deliveries", webhook_deliveries),
     ] {
         report.counts.insert(name.into(), n as i64);
     }

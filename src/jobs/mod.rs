@@ -56,6 +56,7 @@ pub const JOB_NAMES: &[&str] = &[
     "dispatch-scheduled",
     "retry-due",
     "reconcile-stale",
+    "deliver-webhooks",
     "cleanup",
 ];
 
@@ -67,12 +68,22 @@ pub fn schedule(settings: &crate::config::Settings) -> Vec<(&'static str, std::t
         ("dispatch-scheduled", tick),
         ("retry-due", tick),
         ("reconcile-stale", Duration::from_secs(60)),
+        ("deliver-webhooks", tick),
         ("cleanup", Duration::from_secs(3600)),
     ]
 }
 
 /// Runs the named job once; `None` when no job has that name.
 pub async fn run_job(name: &str, state: &AppState) -> Option<Result<JobReport, JobError>> {
+    let started = std::time::Instant::now();
+    let result = run_named(name, state).await?;
+    state
+        .metrics
+        .record_job(name, result.is_ok(), started.elapsed());
+    Some(result)
+}
+
+async fn run_named(name: &str, state: &AppState) -> Option<Result<JobReport, JobError>> {
     match name {
         "cleanup" => Some(cleanup::run(&state.pool, &state.settings).await),
         "retry-due" => Some(retry_due::run(&state.pool, &state.delivery).await),
@@ -80,6 +91,7 @@ pub async fn run_job(name: &str, state: &AppState) -> Option<Result<JobReport, J
         "reconcile-stale" => {
             Some(reconcile_stale::run(&state.pool, reconcile_stale::STALE_AFTER_SECS).await)
         }
+        "deliver-webhooks" => Some(state.webhooks.run().await.map_err(JobError::from)),
         _ => None,
     }
 }

@@ -83,6 +83,7 @@ pub struct Outbox {
     handlers: Vec<Arc<dyn EventHandler>>,
     owner: String,
     policy: OutboxPolicy,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Outbox {
@@ -98,7 +99,14 @@ impl Outbox {
             handlers,
             owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
             policy,
+            metrics: None,
         }
+    }
+
+    /// Counts what each drain publishes, fails and dead-letters.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -126,6 +134,9 @@ impl Outbox {
             if batch.claimed == 0 || batch.failed > 0 {
                 break;
             }
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.record_outbox(report.published, report.failed, report.dead_lettered);
         }
         let mut conn = self.pool.get().await?;
         report.remaining = store::backlog(&mut conn).await?.0;

@@ -261,3 +261,17 @@ pub async fn purge_done(conn: &mut AsyncPgConnection, retention: Duration) -> Qu
     .execute(conn)
     .await
 }
+
+/// How many events are dead-lettered.
+pub async fn dead_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let c: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM outbox_events WHERE status = 'DEAD'")
+            .get_result(conn)
+            .await?;
+    Ok(c.n)
+}

@@ -7,6 +7,7 @@ pub mod health;
 pub mod internal;
 pub mod jobs;
 pub mod messages;
+pub mod metrics;
 pub mod opt_outs;
 pub mod providers;
 pub mod templates;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     opt_outs::configure(cfg);
     webhooks::configure(cfg);
     internal::configure(cfg);
+    metrics::configure(cfg);
     jobs::configure(cfg);
     callbacks::configure(cfg);
 }

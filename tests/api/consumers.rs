@@ -1,19 +1,30 @@
-//! The consumed `notify.transactional.requested` topic: a send requested by another service.
+//! The consumed topics: `notify.transactional.requested` (a send requested by another service)
+//! and `sms.inbound` (an inbound message received through another service).
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{DEV_TENANT, TestApp, nats_url, spawn_app_with, with_nats};
-use crate::messages::count;
+use crate::helpers::{DEV_TENANT, TestApp, code, nats_url, spawn_app_with, with_nats};
+use crate::messages::{count, send, sender, sms};
 
 async fn publish(prefix: &str, msg_id: &str, event: &serde_json::Value) {
+    publish_on(
+        prefix,
+        "eventzr.notify.transactional.requested.v1",
+        msg_id,
+        event,
+    )
+    .await;
+}
+
+async fn publish_on(prefix: &str, topic: &str, msg_id: &str, event: &serde_json::Value) {
     let client = async_nats::connect(nats_url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", msg_id);
     js.publish_with_headers(
-        format!("{prefix}eventzr.notify.transactional.requested.v1"),
+        format!("{prefix}{topic}"),
         headers,
         serde_json::to_vec(event).unwrap().into(),
     )
@@ -87,4 +98,63 @@ async fn an_invalid_request_is_recorded_as_refused_and_not_retried() {
     let refused = "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'rejected' AND detail LIKE 'ERR_CPAAS_INVALID_PHONE_NUMBER%'";
     assert_eq!(wait_for(&app, refused, 1).await, 1);
     assert_eq!(count(&app, "SELECT count(*) AS n FROM messages").await, 0);
+}
+
+const INBOUND: &str = "eventzr.cpaas.sms.inbound.v1";
+
+fn inbound(event_id: &str, source: &str, body: &str) -> serde_json::Value {
+    json!({
+        "specversion": "1.0", "type": INBOUND, "source": source, "id": event_id,
+        "time": "2026-11-29T10:00:00.000Z", "datacontenttype": "application/json",
+        "subject": DEV_TENANT.to_string(),
+        "data": { "tenantId": DEV_TENANT.to_string(), "channel": "SMS",
+                  "from": "+1 415 555 2671", "to": "+15005550006", "body": body }
+    })
+}
+
+#[actix_web::test]
+async fn an_inbound_stop_from_another_service_opts_the_sender_out_and_start_reverses_it() {
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| prefix = with_nats(env).1).await;
+    let t = sender("professional");
+    let opted_out = "SELECT count(*) AS n FROM opt_outs WHERE recipient = '+14155552671' \
+                     AND channel = 'SMS' AND source = 'STOP_KEYWORD' AND removed_at IS NULL";
+
+    let stop = inbound(
+        "evt-3b0f5c1e-8a7d-4f43-9c55-1d2e3f405162",
+        "eventzr-inbound-gateway",
+        " stop ",
+    );
+    publish_on(&prefix, INBOUND, "stop-1", &stop).await;
+    assert_eq!(wait_for(&app, opted_out, 1).await, 1);
+    let (status, body) = send(&app, &t, &sms("+14155552671")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(code(&body), "ERR_CPAAS_RECIPIENT_OPTED_OUT");
+
+    let start = inbound(
+        "evt-3b0f5c1e-8a7d-4f43-9c55-1d2e3f405163",
+        "eventzr-inbound-gateway",
+        "START",
+    );
+    publish_on(&prefix, INBOUND, "start-1", &start).await;
+    assert_eq!(wait_for(&app, opted_out, 0).await, 0);
+    let (status, body) = send(&app, &t, &sms("+14155552671")).await;
+    assert_eq!(status, 202, "{body}");
+
+    // The STOP delivered again (a redelivery of the same event) changes nothing.
+    publish_on(&prefix, INBOUND, "stop-again", &stop).await;
+    // An event this service published itself was applied when the callback came in.
+    let own = inbound(
+        "evt-3b0f5c1e-8a7d-4f43-9c55-1d2e3f405164",
+        "cpaas-orchestrator-svc",
+        "STOP",
+    );
+    publish_on(&prefix, INBOUND, "own-1", &own).await;
+    let seen =
+        "SELECT count(*) AS n FROM consumed_events WHERE topic = 'eventzr.cpaas.sms.inbound.v1'";
+    assert_eq!(wait_for(&app, seen, 3).await, 3);
+    let own_recorded = "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'own_event'";
+    assert_eq!(count(&app, own_recorded).await, 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&app, opted_out).await, 0, "still opted in");
 }

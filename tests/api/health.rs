@@ -115,8 +115,10 @@ async fn the_openapi_document_describes_every_route() {
         ("/cpaas/v1/webhooks/{id}", "patch"),
         ("/cpaas/v1/webhooks/{id}", "delete"),
         ("/cpaas/v1/webhooks/{id}/rotate-secret", "post"),
+        ("/cpaas/v1/webhooks/{id}/deliveries", "get"),
         ("/cpaas/v1/_internal/healthz", "get"),
         ("/cpaas/v1/_internal/readyz", "get"),
+        ("/cpaas/v1/_internal/metrics", "get"),
         ("/cpaas/v1/jobs/{name}", "post"),
         ("/cpaas/v1/provider-callbacks/{kind}/{provider_id}", "post"),
         (

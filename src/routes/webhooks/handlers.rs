@@ -5,11 +5,12 @@ use actix_web::{HttpRequest, delete, get, patch, post, web};
 use diesel_async::AsyncConnection;
 
 use super::{
-    CreateWebhookRequest, UpdateWebhookRequest, WebhookListQuery, WebhookView,
-    WebhookWithSecretView,
+    CreateWebhookRequest, DeliveryListQuery, UpdateWebhookRequest, WebhookDeliveryView,
+    WebhookListQuery, WebhookView, WebhookWithSecretView,
 };
 use crate::auth::AuthUser;
 use crate::db::pagination::PageParams;
+use crate::db::webhook_deliveries as deliveries;
 use crate::db::webhooks::{self as db, NewWebhook, WebhookChanges, seal_webhook_secret};
 use crate::domain::WebhookId;
 use crate::domain::roles::Permission;
@@ -339,4 +340,78 @@ pub async fn rotate_webhook_secret(
             .await
     })
     .await
+}
+
+/// The deliveries of events to a webhook, newest first, each with every attempt made:
+/// status, HTTP status answered, error and latency.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Webhook id (whk_…)"), DeliveryListQuery),
+    responses(
+        (status = 200, description = "A page of deliveries", body = crate::openapi::WebhookDeliveryListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook for this tenant", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[get("/cpaas/v1/webhooks/{id}/deliveries")]
+pub async fn list_webhook_deliveries(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<DeliveryListQuery>,
+) -> ApiResult<ApiResponse<Vec<WebhookDeliveryView>>> {
+    user.require(Permission::Send)?;
+    let id = WebhookId::from_path(&path)?;
+    let query = query.into_inner();
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s @ ("PENDING" | "DELIVERED" | "FAILED")) => Some(s),
+        Some(other) => {
+            return Err(ApiError::invalid_field(
+                "status",
+                format!("unknown status {other:?}; expected PENDING, DELIVERED or FAILED"),
+            ));
+        }
+    };
+    let page = PageParams {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    }
+    .parse()?;
+    let mut conn = state.pool.get().await?;
+    if db::get_webhook(&mut conn, user.tenant_id, id.uuid())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let rows = deliveries::list_for_webhook(
+        &mut conn,
+        user.tenant_id,
+        id.uuid(),
+        status,
+        page.before,
+        page.limit,
+    )
+    .await?;
+    let (rows, page) = page.finish(rows, |r| r.id);
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut attempts: std::collections::HashMap<uuid::Uuid, Vec<_>> =
+        std::collections::HashMap::new();
+    for attempt in deliveries::attempts_of(&mut conn, &ids).await? {
+        attempts
+            .entry(attempt.delivery_id)
+            .or_default()
+            .push(attempt);
+    }
+    let views = rows
+        .into_iter()
+        .map(|row| {
+            let mine = attempts.remove(&row.id).unwrap_or_default();
+            WebhookDeliveryView::from_row(row, mine)
+        })
+        .collect();
+    Ok(ApiResponse::list(views, page))
 }

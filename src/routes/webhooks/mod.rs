@@ -10,8 +10,10 @@ use utoipa::ToSchema;
 
 pub use handlers::*;
 
+use crate::db::webhook_deliveries::{DeliveryAttempt, WebhookDelivery};
 use crate::db::webhooks::Webhook;
 use crate::domain::WebhookId;
+use crate::domain::ids::WebhookDeliveryId;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(list_webhooks)
@@ -19,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_webhook)
         .service(update_webhook)
         .service(delete_webhook)
-        .service(rotate_webhook_secret);
+        .service(rotate_webhook_secret)
+        .service(list_webhook_deliveries);
 }
 
 /// A webhook subscription as the API shows it (never with its secret).
@@ -97,4 +100,95 @@ pub struct UpdateWebhookRequest {
 pub struct WebhookListQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+}
+
+/// Paging and filter of `GET /cpaas/v1/webhooks/{id}/deliveries`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeliveryListQuery {
+    /// PENDING, DELIVERED or FAILED.
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One event's delivery to a webhook, with every attempt made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDeliveryView {
+    #[schema(value_type = String, example = "whd_0192f0c1a2b37c4d8e9f00112233aabb")]
+    pub id: WebhookDeliveryId,
+    #[schema(value_type = String, example = "whk_0192f0c1a2b37c4d8e9f00112233aabb")]
+    pub webhook_id: WebhookId,
+    /// The CloudEvent id, also sent as `x-cpaas-event-id`.
+    pub event_id: String,
+    /// The topic (the CloudEvent `type`).
+    #[schema(example = "eventzr.cpaas.communication.delivered.v1")]
+    pub event_type: String,
+    /// PENDING (waiting for its next attempt), DELIVERED (a 2xx answer) or FAILED (the retry
+    /// window passed, or the webhook was deleted or deactivated).
+    pub status: String,
+    pub attempts: i32,
+    /// The HTTP status of the last answer, if there was one.
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    /// When the next attempt is due; null once the delivery is finished.
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Every POST made, oldest first.
+    pub attempt_log: Vec<DeliveryAttemptView>,
+}
+
+/// One POST of a delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryAttemptView {
+    pub attempt: i32,
+    #[serde(serialize_with = "crate::domain::time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: DateTime<Utc>,
+    /// The HTTP status answered; null when no answer came (timeout, refused connection).
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub latency_ms: i32,
+}
+
+impl WebhookDeliveryView {
+    pub fn from_row(row: WebhookDelivery, attempts: Vec<DeliveryAttempt>) -> Self {
+        Self {
+            id: WebhookDeliveryId::from_uuid(row.id),
+            webhook_id: WebhookId::from_uuid(row.webhook_id),
+            event_id: row.event_id,
+            event_type: row.topic,
+            next_attempt_at: (row.status == "PENDING").then_some(row.next_attempt_at),
+            status: row.status,
+            attempts: row.attempts,
+            last_status_code: row.last_status_code,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            delivered_at: row.delivered_at,
+            failed_at: row.failed_at,
+            attempt_log: attempts
+                .into_iter()
+                .map(|a| DeliveryAttemptView {
+                    attempt: a.attempt,
+                    started_at: a.started_at,
+                    status_code: a.status_code,
+                    error: a.error,
+                    latency_ms: a.latency_ms,
+                })
+                .collect(),
+        }
+    }
 }

@@ -1,0 +1,383 @@
+//! Delivery of events to tenant webhooks.
+//!
+//! The outbox's `webhooks` handler ([`WebhookFanOut`]) turns each lifecycle event into one
+//! delivery row per subscribed webhook, idempotently. The `deliver-webhooks` job
+//! ([`WebhookSender::run`]) leases due deliveries, POSTs each CloudEvent signed with the
+//! webhook's secret, and records every attempt. A 2xx answer delivers it; anything else
+//! (another status, a timeout, a refused connection) retries with capped exponential backoff and
+//! jitter until the retry window (24 hours by default) has passed since the event, then the
+//! delivery is FAILED. Deliveries to one webhook are not ordered: receivers order by the
+//! event's `time` and de-duplicate by `x-cpaas-event-id`.
+
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::crypto::CredentialCipher;
+use crate::db::webhook_deliveries::{self as store, AttemptRecord, ClaimedDelivery, Fate};
+use crate::db::webhooks::open_webhook_secret;
+use crate::db::{DbError, DbPool};
+use crate::domain::ids::WebhookDeliveryId;
+use crate::domain::webhook::WEBHOOK_TOPICS;
+use crate::jobs::JobReport;
+use crate::outbox::EventHandler;
+use crate::outbox::store::ClaimedEvent;
+
+/// Header carrying `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub const SIGNATURE_HEADER: &str = "x-cpaas-signature";
+/// Header carrying the CloudEvent id.
+pub const EVENT_ID_HEADER: &str = "x-cpaas-event-id";
+/// Header carrying the delivery id (the same on every retry of one delivery).
+pub const DELIVERY_ID_HEADER: &str = "x-cpaas-delivery-id";
+/// Content type of a structured-mode CloudEvent.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json; charset=utf-8";
+
+/// Most of an error or answer kept on an attempt.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// How deliveries are retried.
+#[derive(Clone, Debug)]
+pub struct WebhookPolicy {
+    pub timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Retries go on until this long after the event, then the delivery fails.
+    pub retry_window: Duration,
+    pub concurrency: usize,
+    pub batch_size: i64,
+    pub lease: Duration,
+}
+
+impl WebhookPolicy {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            timeout: s.webhook_timeout,
+            backoff_base: s.webhook_backoff_base,
+            backoff_cap: s.webhook_backoff_cap,
+            retry_window: s.webhook_retry_window,
+            concurrency: s.webhook_concurrency.max(1),
+            batch_size: 100,
+            // Long enough for a whole batch of slow receivers.
+            lease: s.webhook_timeout * 4 + Duration::from_secs(30),
+        }
+    }
+
+    /// Capped exponential backoff after `attempts` failed POSTs, with jitter (half to all of
+    /// the step).
+    pub fn backoff(&self, attempts: i32) -> Duration {
+        let exp = 2f64.powi((attempts - 1).clamp(0, 30));
+        let step = (self.backoff_base.as_secs_f64() * exp).min(self.backoff_cap.as_secs_f64());
+        Duration::from_secs_f64(step * rand::thread_rng().gen_range(0.5..=1.0))
+    }
+
+    /// Where a failed delivery goes: retried, unless the window since the event has passed.
+    fn after_failure(&self, created_at: DateTime<Utc>, attempts: i32, now: DateTime<Utc>) -> Fate {
+        let window = chrono::Duration::from_std(self.retry_window).unwrap_or(chrono::Duration::MAX);
+        if now - created_at >= window {
+            return Fate::Failed;
+        }
+        let delay = chrono::Duration::from_std(self.backoff(attempts)).unwrap_or_default();
+        Fate::RetryAt(now + delay)
+    }
+}
+
+/// Sends due deliveries; shared by the scheduler and `POST /cpaas/v1/jobs/deliver-webhooks`.
+pub struct WebhookSender {
+    pool: DbPool,
+    cipher: CredentialCipher,
+    client: reqwest::Client,
+    policy: WebhookPolicy,
+    owner: String,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl WebhookSender {
+    pub fn new(
+        pool: DbPool,
+        cipher: CredentialCipher,
+        policy: WebhookPolicy,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            cipher,
+            client: crate::providers::http::http_client_with_timeout(policy.timeout)?,
+            policy,
+            owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
+            metrics,
+        })
+    }
+
+    /// Sends every due delivery, batch after batch, and reports what happened.
+    pub async fn run(&self) -> Result<JobReport, DbError> {
+        let mut report = JobReport {
+            job: "deliver-webhooks".into(),
+            ..Default::default()
+        };
+        for key in ["claimed", "delivered", "retrying", "failed"] {
+            report.counts.insert(key.into(), 0);
+        }
+        // Bounded, so one run cannot go on for ever while receivers keep failing fast.
+        for _ in 0..20 {
+            let claimed = {
+                let mut conn = self.pool.get().await?;
+                store::claim(
+                    &mut conn,
+                    &self.owner,
+                    self.policy.lease,
+                    self.policy.batch_size,
+                )
+                .await?
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            let sends: Vec<_> = claimed.iter().map(|d| self.attempt(d)).collect();
+            let records: Vec<AttemptRecord> = futures_util::stream::iter(sends)
+                .buffer_unordered(self.policy.concurrency)
+                .collect()
+                .await;
+            {
+                let mut conn = self.pool.get().await?;
+                use diesel_async::AsyncConnection;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    store::record(conn, &self.owner, &records).await
+                })
+                .await?;
+            }
+            *report.counts.entry("claimed".into()).or_default() += claimed.len() as i64;
+            for r in &records {
+                let key = match r.fate {
+                    Fate::Delivered => "delivered",
+                    Fate::RetryAt(_) => "retrying",
+                    Fate::Failed => "failed",
+                };
+                *report.counts.entry(key.into()).or_default() += 1;
+                self.metrics.record_webhook_attempt(key);
+            }
+            if (claimed.len() as i64) < self.policy.batch_size {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// One POST of one delivery.
+    async fn attempt(&self, d: &ClaimedDelivery) -> AttemptRecord {
+        let started_at = Utc::now();
+        let record = |attempt, status_code, error: Option<String>, fate| AttemptRecord {
+            delivery_id: d.id,
+            attempt,
+            started_at,
+            finished_at: Utc::now(),
+            status_code,
+            error,
+            fate,
+        };
+        if !d.webhook_live {
+            return record(
+                None,
+                None,
+                Some("the webhook was deleted or deactivated".into()),
+                Fate::Failed,
+            );
+        }
+        let secret = match open_webhook_secret(
+            &self.cipher,
+            d.tenant_id,
+            d.webhook_id,
+            &d.secret_encrypted,
+        ) {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(delivery_id = %d.id, error = %e, "cannot open a webhook secret");
+                return record(
+                    None,
+                    None,
+                    Some("the webhook's secret cannot be read".into()),
+                    Fate::Failed,
+                );
+            }
+        };
+        let body = match serde_json::to_vec(&d.payload) {
+            Ok(body) => body,
+            Err(e) => return record(None, None, Some(e.to_string()), Fate::Failed),
+        };
+        let attempt = d.attempts + 1;
+        let timestamp = started_at.timestamp();
+        let clock = Instant::now();
+        let result = self
+            .client
+            .post(&d.url)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(
+                SIGNATURE_HEADER,
+                signature::header_value(&secret, timestamp, &body),
+            )
+            .header(EVENT_ID_HEADER, &d.event_id)
+            .header(
+                DELIVERY_ID_HEADER,
+                WebhookDeliveryId::from_uuid(d.id).to_string(),
+            )
+            .header("x-cpaas-event-type", &d.topic)
+            .header("x-cpaas-attempt", attempt.to_string())
+            .body(body)
+            .send()
+            .await;
+        let elapsed = clock.elapsed();
+        let now = Utc::now();
+        let (status_code, error) = match result {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success() {
+                    (Some(i32::from(status.as_u16())), None)
+                } else {
+                    let text = response.text().await.unwrap_or_default();
+                    let text: String = text.chars().take(MAX_ERROR_CHARS).collect();
+                    let error = if text.trim().is_empty() {
+                        format!("the receiver answered {status}")
+                    } else {
+                        format!("the receiver answered {status}: {}", text.trim())
+                    };
+                    (Some(i32::from(status.as_u16())), Some(error))
+                }
+            }
+            Err(e) if e.is_timeout() => (
+                None,
+                Some(format!(
+                    "no answer within {} ms",
+                    self.policy.timeout.as_millis()
+                )),
+            ),
+            Err(e) => (
+                None,
+                Some(format!("the request failed: {}", error_chain(&e))),
+            ),
+        };
+        let fate = if error.is_none() {
+            Fate::Delivered
+        } else {
+            self.policy.after_failure(d.created_at, attempt, now)
+        };
+        tracing::debug!(delivery_id = %d.id, attempt, ?status_code, ?fate, elapsed_ms = elapsed.as_millis() as u64, "webhook attempt");
+        AttemptRecord {
+            delivery_id: d.id,
+            attempt: Some(attempt),
+            started_at,
+            finished_at: started_at + chrono::Duration::from_std(elapsed).unwrap_or_default(),
+            status_code,
+            error,
+            fate,
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// The outbox handler that creates the deliveries of each lifecycle event.
+pub struct WebhookFanOut {
+    pool: DbPool,
+}
+
+impl WebhookFanOut {
+    pub fn new(pool: DbPool) -> Arc<Self> {
+        Arc::new(Self { pool })
+    }
+}
+
+#[async_trait]
+impl EventHandler for WebhookFanOut {
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+
+    fn wants(&self, topic: &str) -> bool {
+        WEBHOOK_TOPICS.contains(&topic)
+    }
+
+    async fn handle(&self, event: &ClaimedEvent) -> Result<(), String> {
+        let Some(tenant_id) = event.tenant_id else {
+            return Ok(());
+        };
+        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        store::fan_out(
+            &mut conn,
+            tenant_id,
+            &event.event_id(),
+            &event.topic,
+            &event.payload,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> WebhookPolicy {
+        WebhookPolicy {
+            timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_secs(15),
+            backoff_cap: Duration::from_secs(3600),
+            retry_window: Duration::from_secs(24 * 3600),
+            concurrency: 4,
+            batch_size: 100,
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = policy();
+        let first = p.backoff(1);
+        assert!(first >= Duration::from_millis(7500) && first <= Duration::from_secs(15));
+        let fourth = p.backoff(4);
+        assert!(fourth >= Duration::from_secs(60) && fourth <= Duration::from_secs(120));
+        assert!(p.backoff(40) <= Duration::from_secs(3600));
+        assert!(p.backoff(40) >= Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn failures_retry_for_the_whole_window_then_fail() {
+        let p = policy();
+        let now = Utc::now();
+        let young = now - chrono::Duration::hours(23);
+        assert!(matches!(p.after_failure(young, 12, now), Fate::RetryAt(at) if at > now));
+        let old = now - chrono::Duration::hours(24);
+        assert_eq!(p.after_failure(old, 13, now), Fate::Failed);
+    }
+
+    #[test]
+    fn enough_attempts_fit_in_the_window() {
+        // With the default schedule, the attempts made within 24 hours: the backoff sum
+        // reaches the window only after a dozen or more tries.
+        let p = policy();
+        let mut elapsed = Duration::ZERO;
+        let mut attempts = 0;
+        while elapsed < p.retry_window {
+            attempts += 1;
+            elapsed += p.backoff(attempts);
+        }
+        assert!(attempts >= 20, "{attempts}");
+    }
+}
