@@ -244,9 +244,14 @@ pub async fn track_requests(
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
-    let res = next.call(req).await?;
+    let res = next.call(req).await;
     if let Some(metrics) = metrics {
-        metrics.record_http(&method, &route, res.status().as_u16(), started.elapsed());
+        // An error that reaches here is answered by actix with its own status.
+        let status = match &res {
+            Ok(res) => res.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        metrics.record_http(&method, &route, status.as_u16(), started.elapsed());
     }
-    Ok(res)
+    res
 }

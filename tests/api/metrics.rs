@@ -10,8 +10,89 @@ use crate::messages::{send, sender, sms};
 
 const METRICS: &str = "/cpaas/v1/_internal/metrics";
 
-/// Scrapes and checks the text line by line against the exposition format, then parses it.
-async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
+/// One sample of the exposition.
+struct Sample {
+    name: String,
+    labels: HashMap<String, String>,
+    value: f64,
+}
+
+/// Parses `name{label="value",…} value [timestamp]`, with the format's escapes in label values
+/// (`\\`, `\"`, `\n`); panics on anything else.
+fn parse_sample(line: &str) -> Sample {
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(line.len());
+    let name = &line[..name_end];
+    assert!(
+        !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()),
+        "bad metric name: {line}"
+    );
+    let mut rest = &line[name_end..];
+    let mut labels = HashMap::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices().peekable();
+        loop {
+            let (start, c) = chars.next().expect("unterminated labels");
+            if c == '}' {
+                rest = &inner[start + 1..];
+                break;
+            }
+            if c == ',' {
+                continue;
+            }
+            let eq = inner[start..].find('=').expect("label without =") + start;
+            let key = &inner[start..eq];
+            assert!(
+                key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "bad label name {key:?}: {line}"
+            );
+            while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                chars.next();
+            }
+            assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
+            let mut value = String::new();
+            loop {
+                match chars.next().expect("unterminated label value").1 {
+                    '"' => break,
+                    '\\' => match chars.next().expect("dangling escape").1 {
+                        'n' => value.push('\n'),
+                        other @ ('\\' | '"') => value.push(other),
+                        other => panic!("bad escape \\{other}: {line}"),
+                    },
+                    other => value.push(other),
+                }
+            }
+            assert!(
+                labels.insert(key.to_owned(), value).is_none(),
+                "label twice: {line}"
+            );
+        }
+    }
+    let mut fields = rest.split_whitespace();
+    let value = fields.next().expect("no value");
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+    };
+    if let Some(ts) = fields.next() {
+        ts.parse::<i64>()
+            .unwrap_or_else(|_| panic!("bad timestamp: {line}"));
+    }
+    assert!(fields.next().is_none(), "trailing fields: {line}");
+    Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    }
+}
+
+/// Scrapes and parses the text exposition format, checking that every sample belongs to a
+/// family announced by `# TYPE` (histograms with their `_bucket`, `_sum` and `_count`, and a
+/// `+Inf` bucket equal to the count).
+async fn scrape(app: &TestApp) -> Vec<Sample> {
     let res = app
         .client
         .get(app.url(METRICS))
@@ -28,6 +109,7 @@ async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
     );
     let text = res.text().await.unwrap();
     let mut typed: HashMap<String, String> = HashMap::new();
+    let mut samples = Vec::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
@@ -39,47 +121,58 @@ async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
                 typed.insert(name.to_owned(), kind.to_owned()).is_none(),
                 "{name} typed twice"
             );
-        } else if line.starts_with("# HELP ") || line.is_empty() {
+        } else if line.starts_with('#') || line.trim().is_empty() {
             continue;
         } else {
-            let (series, value) = line.rsplit_once(' ').unwrap();
-            assert!(value.parse::<f64>().is_ok(), "bad value: {line}");
-            let name = series.split('{').next().unwrap();
-            assert!(
-                name.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-                "bad name: {line}"
-            );
+            let sample = parse_sample(line);
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
-                .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains_key(*f)))
-                .unwrap_or(name);
+                .find_map(|s| {
+                    sample
+                        .name
+                        .strip_suffix(s)
+                        .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+                })
+                .unwrap_or(&sample.name);
             assert!(typed.contains_key(family), "sample before its TYPE: {line}");
-            if series.contains('{') {
-                assert!(series.ends_with('}'), "bad labels: {line}");
+            if sample.name.ends_with("_bucket") {
+                assert!(
+                    sample.labels.contains_key("le"),
+                    "bucket without le: {line}"
+                );
             }
+            samples.push(sample);
         }
     }
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    for inf in samples
+        .iter()
+        .filter(|s| s.name.ends_with("_bucket") && s.labels["le"] == "+Inf")
+    {
+        let family = inf.name.trim_end_matches("_bucket");
+        let mut labels = inf.labels.clone();
+        labels.remove("le");
+        let count = samples
+            .iter()
+            .find(|s| s.name == format!("{family}_count") && s.labels == labels)
+            .expect("a histogram without its count");
+        assert_eq!(inf.value, count.value, "{family}: +Inf bucket != count");
+    }
+    samples
 }
 
-/// The value of the sample named `name` whose labels include `labels`; 0 when absent.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
+/// The sum of the samples named `name` whose labels include `labels`; 0 when there are none.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
         .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(ref buckets) => {
-                buckets.last().map(|b| b.count).unwrap_or(0.0)
-            }
-            prometheus_parse::Value::Summary(_) => 0.0,
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
-        .sum()
+        .map(|s| s.value)
+        .sum::<f64>()
+        + 0.0
 }
 
 #[actix_web::test]
@@ -197,4 +290,25 @@ async fn metrics_parse_and_move_when_traffic_flows() {
         1.0
     );
     assert_eq!(value(&after, "cpaas_outbox_dead_letters", &[]), 0.0);
+}
+
+#[test]
+fn the_sample_parser_reads_escapes_and_refuses_malformed_lines() {
+    let s = parse_sample(r#"http_total{route="/a/{id}",msg="say \"hi\"\n"} 3 1700000000000"#);
+    assert_eq!(s.name, "http_total");
+    assert_eq!(s.labels["route"], "/a/{id}");
+    assert_eq!(s.labels["msg"], "say \"hi\"\n");
+    assert_eq!(s.value, 3.0);
+    for bad in [
+        r#"x{a="1"} one"#,
+        r#"x{a="1} 1"#,
+        r#"9x 1"#,
+        r#"x{a-b="1"} 1"#,
+        r#"x 1 2 3"#,
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| parse_sample(bad)).is_err(),
+            "{bad}"
+        );
+    }
 }
