@@ -54,6 +54,18 @@ pub fn check_webhook_url(raw: &str, allow_insecure: bool) -> Result<String, Stri
     Ok(url.to_string())
 }
 
+/// Whether an address is loopback, private, link-local, shared, unspecified or otherwise not a
+/// public host: webhooks may not be sent there outside development.
+pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => internal_v4(v4),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => internal_v4(v4),
+            None => internal_v6(v6),
+        },
+    }
+}
+
 fn is_internal(host: &Host<&str>) -> bool {
     match host {
         Host::Domain(d) => {

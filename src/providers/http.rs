@@ -30,13 +30,17 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
 
 /// The same client with another total timeout per call (`PROVIDER_TIMEOUT_MS`).
 pub fn http_client_with_timeout(timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+    client_builder(timeout).build()
+}
+
+/// The settings every outgoing client shares, to build on.
+pub fn client_builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cpaas-orchestrator/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// A provider's answer, read whole.

@@ -9,6 +9,7 @@
 //! delivery is FAILED. Deliveries to one webhook are not ordered: receivers order by the
 //! event's `time` and de-duplicate by `x-cpaas-event-id`.
 
+pub mod resolver;
 pub mod signature;
 
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub struct WebhookPolicy {
     pub concurrency: usize,
     pub batch_size: i64,
     pub lease: Duration,
+    /// Connect to loopback and private addresses (development); otherwise host names are
+    /// resolved to public addresses only.
+    pub allow_internal_hosts: bool,
 }
 
 impl WebhookPolicy {
@@ -67,6 +71,7 @@ impl WebhookPolicy {
             batch_size: 100,
             // Long enough for a whole batch of slow receivers.
             lease: s.webhook_timeout * 4 + Duration::from_secs(30),
+            allow_internal_hosts: s.allow_insecure_webhook_urls,
         }
     }
 
@@ -106,10 +111,14 @@ impl WebhookSender {
         policy: WebhookPolicy,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
+        let mut client = crate::providers::http::client_builder(policy.timeout);
+        if !policy.allow_internal_hosts {
+            client = client.dns_resolver(Arc::new(resolver::PublicOnlyResolver));
+        }
         Ok(Self {
             pool,
             cipher,
-            client: crate::providers::http::http_client_with_timeout(policy.timeout)?,
+            client: client.build()?,
             policy,
             owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
             metrics,
@@ -343,6 +352,7 @@ mod tests {
             concurrency: 4,
             batch_size: 100,
             lease: Duration::from_secs(60),
+            allow_internal_hosts: false,
         }
     }
 

@@ -326,3 +326,44 @@ async fn a_delivery_fails_after_its_window_and_a_deactivated_webhook_gets_nothin
         "nothing is posted to a deactivated webhook"
     );
 }
+
+#[actix_web::test]
+async fn outside_development_a_host_that_resolves_to_an_internal_address_is_not_called() {
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let app = spawn_app_with(|env| {
+        env.insert("WEBHOOK_BACKOFF_BASE_MS".into(), "0".into());
+    })
+    .await;
+    let (webhook, _) = subscribe(&app, "https://hooks.example.com/cpaas", &[SENT]).await;
+    // The saved host name later points at this machine (a changed record, DNS rebinding):
+    // `localhost` stands for it here.
+    let port = receiver.address().port();
+    let uuid = Uuid::parse_str(webhook.trim_start_matches("whk_")).unwrap();
+    {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.pool.get().await.unwrap();
+        diesel::sql_query("UPDATE webhooks SET url = $1 WHERE id = $2")
+            .bind::<diesel::sql_types::Text, _>(format!("http://localhost:{port}/hook"))
+            .bind::<diesel::sql_types::Uuid, _>(uuid)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    send(&app, &sender("professional"), &sms("+14155552671")).await;
+    internal_post(&app, "/cpaas/v1/_internal/process-outbox").await;
+    assert_eq!(deliver(&app).await["retrying"], 1);
+    let d = &deliveries(&app, &webhook, "").await[0];
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("resolves only to internal addresses"),
+        "{d}"
+    );
+    assert!(receiver.received_requests().await.unwrap().is_empty());
+}
