@@ -344,7 +344,6 @@ async fn outside_development_a_host_that_resolves_to_an_internal_address_is_not_
     let port = receiver.address().port();
     let uuid = Uuid::parse_str(webhook.trim_start_matches("whk_")).unwrap();
     {
-        use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
         let mut conn = app.pool.get().await.unwrap();
         diesel::sql_query("UPDATE webhooks SET url = $1 WHERE id = $2")
