@@ -62,15 +62,18 @@ pub struct WebhookPolicy {
 
 impl WebhookPolicy {
     pub fn from_settings(s: &Settings) -> Self {
+        const BATCH: usize = 100;
+        let concurrency = s.webhook_concurrency.max(1);
+        // Long enough for a whole batch of receivers that all time out.
+        let rounds = BATCH.div_ceil(concurrency) as u32;
         Self {
             timeout: s.webhook_timeout,
             backoff_base: s.webhook_backoff_base,
             backoff_cap: s.webhook_backoff_cap,
             retry_window: s.webhook_retry_window,
-            concurrency: s.webhook_concurrency.max(1),
-            batch_size: 100,
-            // Long enough for a whole batch of slow receivers.
-            lease: s.webhook_timeout * 4 + Duration::from_secs(30),
+            concurrency,
+            batch_size: BATCH as i64,
+            lease: s.webhook_timeout * rounds + Duration::from_secs(30),
             allow_internal_hosts: s.allow_insecure_webhook_urls,
         }
     }
