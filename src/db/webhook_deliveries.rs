@@ -200,6 +200,41 @@ pub async fn record(
     Ok(())
 }
 
+/// Queues a finished delivery for one more attempt now; `None` when the tenant's webhook has
+/// no such delivery, `Some(None)` when it is still pending.
+pub async fn requeue(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    webhook_id: Uuid,
+    id: Uuid,
+) -> QueryResult<Option<Option<WebhookDelivery>>> {
+    let current: Option<String> = webhook_deliveries::table
+        .filter(webhook_deliveries::tenant_id.eq(tenant_id))
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+        .filter(webhook_deliveries::id.eq(id))
+        .select(webhook_deliveries::status)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    match current.as_deref() {
+        None => Ok(None),
+        Some("PENDING") => Ok(Some(None)),
+        Some(_) => diesel::update(webhook_deliveries::table.find(id))
+            .set((
+                webhook_deliveries::status.eq("PENDING"),
+                webhook_deliveries::next_attempt_at.eq(Utc::now()),
+                webhook_deliveries::delivered_at.eq(None::<DateTime<Utc>>),
+                webhook_deliveries::failed_at.eq(None::<DateTime<Utc>>),
+                webhook_deliveries::updated_at.eq(Utc::now()),
+            ))
+            .returning(WebhookDelivery::as_returning())
+            .get_result(conn)
+            .await
+            .map(|d| Some(Some(d))),
+    }
+}
+
 /// A webhook's deliveries, newest first, `limit + 1` rows after the cursor.
 pub async fn list_for_webhook(
     conn: &mut AsyncPgConnection,

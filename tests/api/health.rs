@@ -116,6 +116,10 @@ async fn the_openapi_document_describes_every_route() {
         ("/cpaas/v1/webhooks/{id}", "delete"),
         ("/cpaas/v1/webhooks/{id}/rotate-secret", "post"),
         ("/cpaas/v1/webhooks/{id}/deliveries", "get"),
+        (
+            "/cpaas/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            "post",
+        ),
         ("/cpaas/v1/_internal/healthz", "get"),
         ("/cpaas/v1/_internal/readyz", "get"),
         ("/cpaas/v1/_internal/metrics", "get"),

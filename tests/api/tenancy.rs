@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, admin_token, code, json, spawn_app_with, token};
+use crate::helpers::{DEV_TENANT, TestApp, admin_token, code, json, spawn_app_with, token};
 
 /// The kind of resource an `{id}` route names, from its path.
 fn resource_of(path: &str) -> &'static str {
@@ -43,6 +43,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         }
         ("POST", "/cpaas/v1/messages/{id}/cancel") => Some(json!({})),
         ("POST", "/cpaas/v1/webhooks/{id}/rotate-secret") => None,
+        ("POST", "/cpaas/v1/webhooks/{id}/deliveries/{delivery_id}/retry") => None,
         _ => panic!("{method} {path}: give this test a body the route accepts"),
     }
 }
@@ -125,7 +126,8 @@ async fn call(app: &TestApp, token: &str, method: &Method, path: &str) -> reqwes
     .await
 }
 
-/// `/cpaas/v1/templates/tpl_…/preview` → `/cpaas/v1/templates/{id}/preview`.
+/// `/cpaas/v1/templates/tpl_…/preview` → `/cpaas/v1/templates/{id}/preview` (and a webhook
+/// delivery's `whd_…` → `{delivery_id}`).
 fn path_template(path: &str) -> String {
     path.split('/')
         .map(|s| {
@@ -134,6 +136,8 @@ fn path_template(path: &str) -> String {
                 .any(|p| s.starts_with(p))
             {
                 "{id}"
+            } else if s.starts_with("whd_") {
+                "{delivery_id}"
             } else {
                 s
             }
@@ -205,6 +209,27 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         )
         .await,
     );
+    // A finished delivery to A's webhook, so that a retry would succeed for A.
+    {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        let webhook = Uuid::parse_str(ids["webhook"].trim_start_matches("whk_")).unwrap();
+        let mut conn = app.pool.get().await.unwrap();
+        let delivery: Id = diesel::sql_query(
+            "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, topic, payload, status) \
+             VALUES ($1, $2, 'evt-tenancy', 'eventzr.cpaas.communication.delivered.v1', '{}', 'FAILED') \
+             RETURNING id",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(DEV_TENANT)
+        .bind::<diesel::sql_types::Uuid, _>(webhook)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        ids.insert("webhook delivery", format!("whd_{}", delivery.id.simple()));
+    }
     // Scheduled, so that a cancel would succeed if the tenant check were missing.
     let mut message = crate::messages::sms("+14155552671");
     message["scheduled_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339());
@@ -220,11 +245,18 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         .map(|(m, p, _)| (m.clone(), p.clone()))
         .collect();
     for (method, path) in &id_routes {
+        let rest = path.replacen("{id}", "", 1).replace("{delivery_id}", "");
         assert!(
-            path.matches('{').count() == 1 && path.contains("{id}"),
-            "{method} {path}: a tenant route names its resource as {{id}}"
+            path.contains("{id}") && !rest.contains('{'),
+            "{method} {path}: a tenant route names its resource as {{id}} (and a webhook \
+             delivery as {{delivery_id}})"
         );
     }
+    let fill = |template: &str| {
+        template
+            .replace("{id}", &ids[resource_of(template)])
+            .replace("{delivery_id}", &ids["webhook delivery"])
+    };
     let known: BTreeSet<(String, String)> = [
         ("GET", "/cpaas/v1/providers/{id}"),
         ("PATCH", "/cpaas/v1/providers/{id}"),
@@ -240,6 +272,11 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         ("PATCH", "/cpaas/v1/webhooks/{id}"),
         ("DELETE", "/cpaas/v1/webhooks/{id}"),
         ("POST", "/cpaas/v1/webhooks/{id}/rotate-secret"),
+        ("GET", "/cpaas/v1/webhooks/{id}/deliveries"),
+        (
+            "POST",
+            "/cpaas/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+        ),
         ("GET", "/cpaas/v1/messages/{id}"),
         ("GET", "/cpaas/v1/messages/{id}/attempts"),
         ("POST", "/cpaas/v1/messages/{id}/cancel"),
@@ -264,6 +301,7 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         "template_versions",
         "opt_outs",
         "webhooks",
+        "webhook_deliveries",
         "messages",
         "outbox_events",
         "idempotency_keys",
@@ -274,7 +312,7 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
     let mut exercised = BTreeSet::new();
     for (method, template) in &id_routes {
         let resource = resource_of(template);
-        let path = template.replace("{id}", &ids[resource]);
+        let path = fill(template);
         let (status, body) = json(call(&app, &b, method, &path).await).await;
         assert_eq!(
             (status, code(&body)),
@@ -357,7 +395,7 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
     let mut owner_order = id_routes.clone();
     owner_order.sort_by(|x, y| (rank(&x.0), &x.1).cmp(&(rank(&y.0), &y.1)));
     for (method, template) in &owner_order {
-        let path = template.replace("{id}", &ids[resource_of(template)]);
+        let path = fill(template);
         let (status, body) = json(call(&app, &a, method, &path).await).await;
         assert!(
             (200..300).contains(&status),

@@ -271,6 +271,11 @@ async fn a_delivery_fails_after_its_window_and_a_deactivated_webhook_gets_nothin
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
         .mount(&receiver)
         .await;
+    Mock::given(method("POST"))
+        .and(path("/paused"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
     let app = spawn_app_with(|env| {
         local_receivers(env);
         env.insert("WEBHOOK_TIMEOUT_MS".into(), "200".into());
@@ -325,6 +330,41 @@ async fn a_delivery_fails_after_its_window_and_a_deactivated_webhook_gets_nothin
         ["/slow"],
         "nothing is posted to a deactivated webhook"
     );
+
+    // Active again, its failed delivery is sent once more on request.
+    let (status, _) = json(
+        app.patch(
+            &format!("/cpaas/v1/webhooks/{paused}"),
+            &developer(),
+            &json!({ "is_active": true }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let skipped_id = skipped["id"].as_str().unwrap();
+    let retry = format!("/cpaas/v1/webhooks/{paused}/deliveries/{skipped_id}/retry");
+    let (status, body) = json(app.post(&retry, &developer(), &json!({})).await).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["status"], "PENDING");
+    assert!(body["data"]["failed_at"].is_null());
+    let (status, body) = json(app.post(&retry, &developer(), &json!({})).await).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(code(&body), "ERR_CPAAS_INVALID_STATE");
+    let stranger = token(Uuid::now_v7(), &["developer"], "professional");
+    let (status, _) = json(app.post(&retry, &stranger, &json!({})).await).await;
+    assert_eq!(status, 404);
+    let elsewhere = format!("/cpaas/v1/webhooks/{slow}/deliveries/{skipped_id}/retry");
+    let (status, body) = json(app.post(&elsewhere, &developer(), &json!({})).await).await;
+    assert_eq!(
+        status, 404,
+        "a delivery is reached through its own webhook: {body}"
+    );
+
+    assert_eq!(deliver(&app).await["delivered"], 1);
+    let resent = &deliveries(&app, &paused, "").await[0];
+    assert_eq!(resent["status"], "DELIVERED");
+    assert_eq!(resent["attempts"], 1);
 }
 
 #[actix_web::test]

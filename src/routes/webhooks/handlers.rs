@@ -13,6 +13,7 @@ use crate::db::pagination::PageParams;
 use crate::db::webhook_deliveries as deliveries;
 use crate::db::webhooks::{self as db, NewWebhook, WebhookChanges, seal_webhook_secret};
 use crate::domain::WebhookId;
+use crate::domain::ids::WebhookDeliveryId;
 use crate::domain::roles::Permission;
 use crate::domain::webhook::{check_events, check_webhook_url, generate_secret};
 use crate::envelope::{ApiResponse, Meta};
@@ -414,4 +415,65 @@ pub async fn list_webhook_deliveries(
         })
         .collect();
     Ok(ApiResponse::list(views, page))
+}
+
+/// Send a finished delivery (DELIVERED or FAILED) again: it goes back to PENDING and the next
+/// `deliver-webhooks` run posts it, signed afresh. Its retry window still counts from the
+/// event, so a delivery older than the window gets this one attempt.
+#[utoipa::path(
+    tag = "webhooks",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Webhook id (whk_…)"),
+        ("delivery_id" = String, Path, description = "Delivery id (whd_…)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
+    ),
+    responses(
+        (status = 202, description = "Queued for another attempt", body = crate::openapi::WebhookDeliveryEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook or delivery for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_INVALID_STATE: the delivery is still pending", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/webhooks/{id}/deliveries/{delivery_id}/retry")]
+pub async fn retry_webhook_delivery(
+    req: HttpRequest,
+    user: AuthUser,
+    state: web::Data<AppState>,
+    idempotency: Idempotency,
+    path: web::Path<(String, String)>,
+) -> ApiResult<Reply> {
+    user.require(Permission::Send)?;
+    let (webhook, delivery) = path.into_inner();
+    let webhook = WebhookId::from_path(&webhook)?;
+    let delivery = WebhookDeliveryId::from_path(&delivery)?;
+    let meta = Meta::of(&req);
+    let tenant = user.tenant_id;
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, tenant).await? {
+            return Ok(replay);
+        }
+        if db::get_webhook(conn, tenant, webhook.uuid())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found("webhook"));
+        }
+        let row = deliveries::requeue(conn, tenant, webhook.uuid(), delivery.uuid())
+            .await?
+            .ok_or_else(|| ApiError::not_found("webhook delivery"))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidState,
+                    "the delivery is still pending; it will be attempted on its schedule",
+                )
+            })?;
+        let attempts = deliveries::attempts_of(conn, &[row.id]).await?;
+        let view = WebhookDeliveryView::from_row(row, attempts);
+        idempotency
+            .finish(conn, tenant, &meta, StatusCode::ACCEPTED, &view, None)
+            .await
+    })
+    .await
 }

@@ -22,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(update_webhook)
         .service(delete_webhook)
         .service(rotate_webhook_secret)
-        .service(list_webhook_deliveries);
+        .service(list_webhook_deliveries)
+        .service(retry_webhook_delivery);
 }
 
 /// A webhook subscription as the API shows it (never with its secret).
