@@ -298,3 +298,40 @@ async fn a_provider_refusing_the_token_is_counted_while_another_tenant_still_syn
     assert_eq!(job["counts"]["errors"], 1, "{job}");
     assert_eq!(job["counts"]["updated"], 0);
 }
+
+#[actix_web::test]
+async fn a_repeated_sync_with_the_same_idempotency_key_replays_the_first_report() {
+    let graph = MockServer::start().await;
+    let app = spawn_app().await;
+    let t = tenant();
+    create_provider(&app, &t, meta_provider(&graph, TOKEN)).await;
+    let table = create_template(&app, &t, "table-ready", "en_US", "table_ready").await;
+    serve_pages(
+        &graph,
+        vec![entry("table_ready", "en_US", "APPROVED")],
+        vec![],
+    )
+    .await;
+    let call = || async {
+        let res = app
+            .client
+            .post(app.url("/cpaas/v1/_internal/sync-templates"))
+            .header("x-internal-api-key", INTERNAL_KEY)
+            .header("Idempotency-Key", "sync-2026-11-29")
+            .send()
+            .await
+            .unwrap();
+        json(res).await
+    };
+    let (status, first) = call().await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"]["updated"], 1);
+    let (status, replay) = call().await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(
+        replay["data"], first["data"],
+        "the stored report, not a new run"
+    );
+    assert_eq!(graph.received_requests().await.unwrap().len(), 2);
+    assert_eq!(template(&app, &t, &table).await["version"], 2);
+}
