@@ -5,6 +5,8 @@
 //! `provider_template_name` is that name (or, without one, whose own name is) and whose locale
 //! is that language (`en_US` and `en-us` are the same locale). A template whose status changes
 //! gets a new version, recorded in its history, exactly as an edit through the API would.
+//! The `sync-templates` job applies the statuses it reads from Meta through the same
+//! [`apply_status`], so a callback and a sync never disagree on what a change is.
 //!
 //! Meta's events map to our statuses: APPROVED and REINSTATED → APPROVED; REJECTED; PAUSED;
 //! DISABLED; PENDING and IN_APPEAL → PENDING. Other events (FLAGGED, PENDING_DELETION…) leave
@@ -13,6 +15,7 @@
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
 
 use super::status::EventOutcome;
 use super::{CallbackError, Source, TemplateStatusUpdate};
@@ -36,14 +39,51 @@ fn same_locale(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
-/// Applies the update in the caller's transaction.
+/// What applying one status did to the tenant's templates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusApplied {
+    /// Live templates the update names.
+    pub matched: usize,
+    /// Those whose status changed (each with a new version).
+    pub changed: usize,
+}
+
+impl StatusApplied {
+    /// The callback outcome of the update.
+    pub fn outcome(self) -> EventOutcome {
+        if self.matched == 0 {
+            EventOutcome::Unmatched
+        } else if self.changed > 0 {
+            EventOutcome::Applied
+        } else {
+            EventOutcome::Unchanged
+        }
+    }
+}
+
+/// Applies a callback's update in the caller's transaction.
 pub async fn apply_template_status(
     conn: &mut AsyncPgConnection,
     source: &Source,
     update: &TemplateStatusUpdate,
 ) -> Result<EventOutcome, CallbackError> {
+    Ok(apply_status(conn, source.tenant_id(), update, "callback")
+        .await?
+        .outcome())
+}
+
+/// Applies a status Meta reports for one of its templates to the tenant's matching templates,
+/// in the caller's transaction: a template whose status differs gets the new status, a new
+/// version and a history entry; one already in that status is left alone. `origin` names
+/// where the status came from, for the log.
+pub async fn apply_status(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    update: &TemplateStatusUpdate,
+    origin: &str,
+) -> QueryResult<StatusApplied> {
     let candidates: Vec<Template> = templates::table
-        .filter(templates::tenant_id.eq(source.tenant_id()))
+        .filter(templates::tenant_id.eq(tenant_id))
         .filter(templates::channel.eq("WHATSAPP"))
         .filter(templates::deleted_at.is_null())
         .filter(
@@ -61,10 +101,10 @@ pub async fn apply_template_status(
         .into_iter()
         .filter(|t| same_locale(&t.locale, &update.language))
         .collect();
-    if matching.is_empty() {
-        return Ok(EventOutcome::Unmatched);
-    }
-    let mut changed = false;
+    let mut applied = StatusApplied {
+        matched: matching.len(),
+        changed: 0,
+    };
     for template in matching.iter().filter(|t| t.status != update.status) {
         let row: Template = diesel::update(templates::table.find(template.id))
             .set((
@@ -80,15 +120,12 @@ pub async fn apply_template_status(
             template_id = %row.id,
             status = update.status,
             reason = update.reason.as_deref().unwrap_or(""),
+            origin,
             "WhatsApp template status changed at Meta"
         );
-        changed = true;
+        applied.changed += 1;
     }
-    Ok(if changed {
-        EventOutcome::Applied
-    } else {
-        EventOutcome::Unchanged
-    })
+    Ok(applied)
 }
 
 #[cfg(test)]

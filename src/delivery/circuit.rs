@@ -93,3 +93,25 @@ pub async fn half_open_if_due(
     .await
     .map(|n| n == 1)
 }
+
+/// Records a failed health probe: the circuit stays open, its cool-down starts again, and the
+/// error is kept (the count of consecutive failures is about sends and is left alone).
+pub async fn record_probe_failure(
+    conn: &mut AsyncPgConnection,
+    provider_id: Uuid,
+    error: &str,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE providers SET circuit_state = 'OPEN', circuit_opened_at = now(), \
+           last_error = $2, \
+           health_changed_at = CASE WHEN health_state <> 'UNHEALTHY' THEN now() \
+                               ELSE health_changed_at END, \
+           health_state = 'UNHEALTHY' \
+         WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(provider_id)
+    .bind::<Text, _>(format!("probe: {error}"))
+    .execute(conn)
+    .await
+    .map(drop)
+}

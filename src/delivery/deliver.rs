@@ -121,6 +121,16 @@ impl Delivery {
         }
     }
 
+    /// The provider clients delivery uses (jobs that call providers share them).
+    pub fn registry(&self) -> &ProviderRegistry {
+        &self.registry
+    }
+
+    /// The retry and circuit settings.
+    pub fn policy(&self) -> &DeliveryPolicy {
+        &self.policy
+    }
+
     /// Counts and times every provider call.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);

@@ -30,6 +30,11 @@ impl ProviderRegistry {
         }
     }
 
+    /// The HTTP client every provider call shares.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The opened settings of a provider row.
     pub fn settings(&self, row: &Provider) -> anyhow::Result<ProviderSettings> {
         let kind: ProviderKind = row.kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;

@@ -3,9 +3,11 @@
 
 pub mod cleanup;
 pub mod dispatch_scheduled;
+pub mod provider_health;
 pub mod reconcile_stale;
 pub mod retry_due;
 pub mod runs;
+pub mod sync_templates;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -57,6 +59,8 @@ pub const JOB_NAMES: &[&str] = &[
     "retry-due",
     "reconcile-stale",
     "deliver-webhooks",
+    "provider-health",
+    "sync-templates",
     "cleanup",
 ];
 
@@ -69,6 +73,8 @@ pub fn schedule(settings: &crate::config::Settings) -> Vec<(&'static str, std::t
         ("retry-due", tick),
         ("reconcile-stale", Duration::from_secs(60)),
         ("deliver-webhooks", tick),
+        ("provider-health", Duration::from_secs(30)),
+        ("sync-templates", Duration::from_secs(15 * 60)),
         ("cleanup", Duration::from_secs(3600)),
     ]
 }
@@ -92,6 +98,15 @@ async fn run_named(name: &str, state: &AppState) -> Option<Result<JobReport, Job
             Some(reconcile_stale::run(&state.pool, reconcile_stale::STALE_AFTER_SECS).await)
         }
         "deliver-webhooks" => Some(state.webhooks.run().await.map_err(JobError::from)),
+        "provider-health" => Some(
+            provider_health::run(
+                &state.pool,
+                state.delivery.registry(),
+                state.delivery.policy().circuit_cooldown,
+            )
+            .await,
+        ),
+        "sync-templates" => Some(sync_templates::run(&state.pool, state.delivery.registry()).await),
         _ => None,
     }
 }

@@ -120,7 +120,7 @@ pub async fn twilio_call(
     twilio_create(state, req, account_sid.into_inner(), body, true).await
 }
 
-fn graph_error(status: u16, code: u32, title: &str, details: &str) -> HttpResponse {
+pub(super) fn graph_error(status: u16, code: u32, title: &str, details: &str) -> HttpResponse {
     HttpResponse::build(wire::status(status)).json(json!({"error": {
         "message": format!("(#{code}) {title}"),
         "type": "OAuthException",

@@ -13,6 +13,13 @@
 //! | `fcm`           | `POST /v1/projects/{project}/messages:send`       |
 //! | `fcm_token`     | `POST /token` (point a service account's `token_uri` here) |
 //!
+//! Read-only calls, for the `sync-templates` and `provider-health` jobs: Meta's template list
+//! `GET /{version}/{waba_id}/message_templates` (Graph cursor paging over a catalogue, `limit`
+//! and `after` honoured) and phone number `GET /{version}/{phone_number_id}`; Twilio
+//! `GET /2010-04-01/Accounts/{sid}.json`; SendGrid `GET /v3/scopes`; Vonage
+//! `GET /account/get-balance`; SES `GET /v2/email/account`; SNS `POST /`
+//! (`Action=GetSMSAttributes`). They count as requests of their kind and follow its behaviour.
+//!
 //! Answers carry realistic ids and bodies. Requests missing the provider's credential or a
 //! required field are refused the way the provider refuses them. Signatures (SigV4, JWT
 //! assertions) are required but not verified.
@@ -25,10 +32,14 @@
 //! - `GET /_mock/requests?kind=&limit=`: the last 10 000 requests (kind, path, our message id
 //!   where the format carries one, recipient, the id answered, outcome, time).
 //! - `GET /_mock/stats`: counts per kind and outcome. `DELETE /_mock/requests` clears both.
+//! - `GET /_mock/templates` shows the template catalogue every business account lists;
+//!   `PUT /_mock/templates` `{templates: [{name, language, status, category?}]}` replaces it;
+//!   `DELETE` restores the default one.
 //!
 //! Built for load: behaviours and counters are atomics, the request ring is locked only to
 //! push or copy, and no lock is held across an await.
 
+mod account;
 mod behaviour;
 mod control;
 mod email;
@@ -57,7 +68,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/behaviour", web::delete().to(control::reset_behaviour))
             .route("/requests", web::get().to(control::list_requests))
             .route("/requests", web::delete().to(control::clear_requests))
-            .route("/stats", web::get().to(control::stats)),
+            .route("/stats", web::get().to(control::stats))
+            .route("/templates", web::get().to(account::get_templates))
+            .route("/templates", web::put().to(account::set_templates))
+            .route("/templates", web::delete().to(account::reset_templates)),
+    )
+    .route(
+        "/2010-04-01/Accounts/{sid}.json",
+        web::get().to(account::twilio_account),
+    )
+    .route("/v3/scopes", web::get().to(account::sendgrid_scopes))
+    .route(
+        "/account/get-balance",
+        web::get().to(account::vonage_balance),
+    )
+    .route("/v2/email/account", web::get().to(account::ses_account))
+    .route(
+        "/{version}/{waba_id}/message_templates",
+        web::get().to(account::meta_templates),
+    )
+    .route(
+        "/{version}/{phone_number_id}",
+        web::get().to(account::meta_phone_number),
     )
     .route(
         "/2010-04-01/Accounts/{sid}/Messages.json",
@@ -85,9 +117,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// The mock server on an already bound listener (port 0 in tests); await or spawn the result.
 pub fn mock_server(listener: TcpListener) -> std::io::Result<Server> {
     let state = web::Data::new(MockState::default());
+    let catalogue = web::Data::new(account::TemplateCatalogue::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(catalogue.clone())
             .app_data(web::PayloadConfig::new(1 << 20))
             .configure(routes)
     })

@@ -1,4 +1,4 @@
-//! Fake Vonage SMS API and Amazon SNS `Publish` endpoints.
+//! Fake Vonage SMS API and Amazon SNS `Publish` (and `GetSMSAttributes`) endpoints.
 
 use std::collections::HashMap;
 
@@ -103,9 +103,32 @@ fn sns_error(status: u16, kind: &str, code: &str, message: &str) -> HttpResponse
         .body(xml)
 }
 
-/// `POST /` with `Action=Publish`.
+/// `POST /` with `Action=GetSMSAttributes` (a signed request): the account's SMS settings.
+async fn sns_attributes(state: web::Data<MockState>, req: HttpRequest) -> HttpResponse {
+    match state
+        .begin(MockKind::AwsSns, req.path(), Seen::default())
+        .await
+    {
+        Answer::Ok => HttpResponse::Ok().content_type("text/xml").body(format!(
+            "<GetSMSAttributesResponse xmlns=\"{SNS_NS}\"><GetSMSAttributesResult><attributes>\
+             <entry><key>DefaultSMSType</key><value>Transactional</value></entry>\
+             <entry><key>MonthlySpendLimit</key><value>100</value></entry>\
+             </attributes></GetSMSAttributesResult><ResponseMetadata><RequestId>{}</RequestId>\
+             </ResponseMetadata></GetSMSAttributesResponse>",
+            uuid::Uuid::new_v4()
+        )),
+        Answer::ClientError => sns_error(403, "Sender", "AuthorizationError", "Not authorized"),
+        Answer::ServerError => sns_error(500, "Receiver", "InternalError", "Internal Error"),
+        Answer::RateLimited => sns_error(400, "Sender", "Throttling", "Rate exceeded"),
+    }
+}
+
+/// `POST /` with `Action=Publish` (or `GetSMSAttributes`).
 pub async fn sns(state: web::Data<MockState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let form = wire::form(&body);
+    if wire::has_sigv4(&req) && form.get("Action").map(String::as_str) == Some("GetSMSAttributes") {
+        return sns_attributes(state, req).await;
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let phone = form.get("PhoneNumber").cloned();
     let seen = Seen {

@@ -7,6 +7,7 @@
 //!   valid tag values as they are (`[A-Za-z0-9_-]`), and SES returns them as `mail.tags` in
 //!   every event published through the configuration set.
 //! - Id: `MessageId`.
+//! - Probe: `GET {base}/v2/email/account`, SigV4 (the account's sending status).
 //! - Errors: the `x-amzn-ErrorType` header names the error, the body carries `message`.
 //!   `TooManyRequestsException` and `LimitExceededException` are rate limits; other codes
 //!   follow the HTTP status (5xx transient, 4xx permanent).
@@ -16,13 +17,13 @@ use serde_json::{Value, json};
 
 use super::aws_signing::AwsSigner;
 use super::http::{self, Hint, ProviderError, Reply};
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 /// SES in one region, sending from one address.
 pub struct SesClient {
     http: reqwest::Client,
-    url: String,
+    base: String,
     signer: AwsSigner,
     from_email: String,
     configuration_set: Option<String>,
@@ -34,10 +35,7 @@ impl SesClient {
         let region = settings.require_config("region")?;
         let default_base = format!("https://email.{region}.amazonaws.com");
         Ok(Self {
-            url: format!(
-                "{}/v2/email/outbound-emails",
-                settings.base_url(&default_base)
-            ),
+            base: settings.base_url(&default_base),
             signer: AwsSigner::new(settings, &region, "ses")?,
             from_email: settings.require_config("from_email")?,
             configuration_set: settings.config_str("configuration_set").map(str::to_owned),
@@ -79,9 +77,10 @@ impl ProviderClient for SesClient {
             return super::sendgrid::missing_subject();
         };
         let body = self.body(message, subject).to_string().into_bytes();
+        let url = format!("{}/v2/email/outbound-emails", self.base);
         let request = match self
             .signer
-            .signed_post(&self.http, &self.url, "application/json", body)
+            .signed_post(&self.http, &url, "application/json", body)
         {
             Ok(request) => request,
             Err(err) => {
@@ -103,6 +102,14 @@ impl ProviderClient for SesClient {
             Ok(reply) => http::classify_error(&reply, error(&reply)),
             Err(outcome) => outcome,
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        let request = self
+            .signer
+            .signed_get(&self.http, &format!("{}/v2/email/account", self.base))
+            .map_err(|e| CallError::new("SIGNING_FAILED", format!("{e:#}")))?;
+        http::call(request, error).await.map(drop)
     }
 }
 

@@ -45,6 +45,22 @@ impl AwsSigner {
         content_type: &str,
         body: Vec<u8>,
     ) -> anyhow::Result<RequestBuilder> {
+        self.signed(http, reqwest::Method::POST, url, Some(content_type), body)
+    }
+
+    /// A GET of `url` without a body, signed now.
+    pub fn signed_get(&self, http: &reqwest::Client, url: &str) -> anyhow::Result<RequestBuilder> {
+        self.signed(http, reqwest::Method::GET, url, None, Vec::new())
+    }
+
+    fn signed(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<RequestBuilder> {
         let identity = self.credentials.clone().into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -54,20 +70,28 @@ impl AwsSigner {
             .settings(SigningSettings::default())
             .build()?
             .into();
-        let headers = [("content-type", content_type)];
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|t| ("content-type", t))
+            .into_iter()
+            .collect();
         let signable = SignableRequest::new(
-            "POST",
+            method.as_str(),
             url,
             headers.iter().copied(),
             SignableBody::Bytes(&body),
         )?;
         let (instructions, _signature) = sign(signable, &params)?.into_parts();
-        let mut request = http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type);
+        let mut request = http.request(method, url);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
         for (name, value) in instructions.headers() {
             request = request.header(name, value);
         }
-        Ok(request.body(body))
+        Ok(if body.is_empty() {
+            request
+        } else {
+            request.body(body)
+        })
     }
 }

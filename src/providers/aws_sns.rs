@@ -7,6 +7,8 @@
 //! - Id: `PublishResponse/PublishResult/MessageId`.
 //! - Echo field: none. SMS publishes carry no field that comes back: delivery status only
 //!   reaches CloudWatch Logs, keyed by the SNS `MessageId`, so correlation uses that id.
+//! - Probe: `POST {base}/` `Action=GetSMSAttributes&Version=2010-03-31`, SigV4 (the account's
+//!   SMS settings).
 //! - Errors `ErrorResponse/Error/Code`: `Throttling` is a rate limit; `InternalError`,
 //!   `InternalFailure` and `ServiceUnavailable` are transient; other codes follow the HTTP
 //!   status (4xx permanent, 5xx transient).
@@ -15,7 +17,7 @@ use async_trait::async_trait;
 
 use super::aws_signing::AwsSigner;
 use super::http::{self, Hint, ProviderError, Reply};
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
@@ -89,6 +91,19 @@ impl ProviderClient for SnsClient {
             Ok(reply) => http::classify_error(&reply, error(&reply)),
             Err(outcome) => outcome,
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("Action", "GetSMSAttributes")
+            .append_pair("Version", "2010-03-31")
+            .finish()
+            .into_bytes();
+        let request = self
+            .signer
+            .signed_post(&self.http, &self.url, FORM, body)
+            .map_err(|e| CallError::new("SIGNING_FAILED", format!("{e:#}")))?;
+        http::call(request, error).await.map(drop)
     }
 }
 

@@ -13,6 +13,8 @@
 //!   `UNREGISTERED`, `INVALID_ARGUMENT`, `SENDER_ID_MISMATCH`, `THIRD_PARTY_AUTH_ERROR` are
 //!   permanent; `QUOTA_EXCEEDED` is a rate limit (with `Retry-After`); `UNAVAILABLE` and
 //!   `INTERNAL` are transient; `UNAUTHENTICATED` drops the cached token and is transient.
+//! - Probe: a fresh token exchange (the service account's key and grant), which also renews
+//!   the cached token.
 //! - A failed token exchange sends nothing, so it is transient, except a refused grant
 //!   (`invalid_grant`, `invalid_client`, `unauthorized_client`), which is permanent.
 
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::http::{self, Hint, ProviderError, Reply};
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 const DEFAULT_BASE: &str = "https://fcm.googleapis.com";
@@ -93,8 +95,14 @@ impl FcmClient {
 
     /// A valid access token, from the cache or a new exchange.
     async fn access_token(&self) -> Result<String, SendOutcome> {
+        self.token_with(false).await
+    }
+
+    /// A token from the cache (unless `fresh`) or a new exchange, which then fills the cache.
+    async fn token_with(&self, fresh: bool) -> Result<String, SendOutcome> {
         let mut cached = self.token.lock().await;
-        if let Some((token, until)) = cached.as_ref()
+        if !fresh
+            && let Some((token, until)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(token.clone());
@@ -231,6 +239,13 @@ impl ProviderClient for FcmClient {
             }
             Err(outcome) => outcome,
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        self.token_with(true)
+            .await
+            .map(drop)
+            .map_err(CallError::from)
     }
 }
 

@@ -79,6 +79,19 @@ pub(crate) async fn execute(request: RequestBuilder) -> Result<Reply, SendOutcom
     })
 }
 
+/// Sends a call that is not a send (a probe, a listing): the answer when it is a success,
+/// else the failure as `error` reads it and the shared rules classify it.
+pub(crate) async fn call(
+    request: RequestBuilder,
+    error: impl Fn(&Reply) -> ProviderError,
+) -> Result<Reply, super::CallError> {
+    match execute(request).await {
+        Ok(reply) if reply.status.is_success() => Ok(reply),
+        Ok(reply) => Err(classify_error(&reply, error(&reply)).into()),
+        Err(outcome) => Err(outcome.into()),
+    }
+}
+
 /// Classifies a request that produced no HTTP answer.
 pub(crate) fn transport_failure(err: &reqwest::Error) -> SendOutcome {
     if err.is_builder() {

@@ -92,6 +92,37 @@ impl SendOutcome {
     }
 }
 
+/// Why a call other than a send failed (a health probe, a template listing).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct CallError {
+    pub code: String,
+    pub message: String,
+}
+
+impl CallError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SendOutcome> for CallError {
+    /// The failure a classified outcome describes (a call that was answered but not with
+    /// success, or that was not answered at all).
+    fn from(outcome: SendOutcome) -> Self {
+        match outcome {
+            SendOutcome::PermanentFailure { code, message }
+            | SendOutcome::TransientFailure { code, message }
+            | SendOutcome::RateLimited { code, message, .. } => Self { code, message },
+            SendOutcome::Ambiguous { message } => Self::new("NO_ANSWER", message),
+            SendOutcome::Accepted { .. } => Self::new("UNEXPECTED", "the call was accepted"),
+        }
+    }
+}
+
 /// A provider's settings, opened for use.
 #[derive(Clone, Debug)]
 pub struct ProviderSettings {
@@ -176,4 +207,8 @@ pub trait ProviderClient: Send + Sync {
 
     /// Makes one send call and classifies its outcome.
     async fn send(&self, message: &OutboundMessage) -> SendOutcome;
+
+    /// Makes one cheap authenticated call that sends nothing, to learn whether the provider
+    /// answers and accepts the credentials (the health job probes open circuits with it).
+    async fn probe(&self) -> Result<(), CallError>;
 }

@@ -4,7 +4,7 @@
 //! `failure_code` (default `SANDBOX_FAILURE`); otherwise it is accepted with id
 //! `sbx_<uuid>` at a cost of 0. The delivery report that follows after `delivery_delay_ms` is
 //! not this adapter's business: [`delivery_delay`] reads the setting for whoever produces it.
-//! Echo field: none is needed, the id is ours.
+//! Echo field: none is needed, the id is ours. A probe always succeeds.
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::ProviderKind;
 
 const DEFAULT_FAILURE_CODE: &str = "SANDBOX_FAILURE";
@@ -77,6 +77,10 @@ impl ProviderClient for SandboxClient {
             provider_message_id: format!("sbx_{}", Uuid::new_v4().simple()),
             cost_usd_micros: Some(0),
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //!   flattens custom args into every event of the message.
 //! - Success is `202` with an empty body; id = the `X-Message-Id` header (events carry it as
 //!   the prefix of `sg_message_id`).
+//! - Probe: `GET {base}/v3/scopes`, bearer (the key's scopes).
 //! - Errors `{errors: [{message, field}]}` follow the HTTP status; a 429 without
 //!   `Retry-After` waits until `X-RateLimit-Reset`.
 
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::http::{self, ProviderError, Reply};
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 const DEFAULT_BASE: &str = "https://api.sendgrid.com";
@@ -24,7 +25,7 @@ const DEFAULT_BASE: &str = "https://api.sendgrid.com";
 /// A SendGrid account sending from one address.
 pub struct SendgridClient {
     http: reqwest::Client,
-    url: String,
+    base: String,
     api_key: String,
     from: Value,
 }
@@ -37,7 +38,7 @@ impl SendgridClient {
             from["name"] = json!(name);
         }
         Ok(Self {
-            url: format!("{}/v3/mail/send", settings.base_url(DEFAULT_BASE)),
+            base: settings.base_url(DEFAULT_BASE),
             api_key: settings.require_credential("api_key")?,
             from,
             http,
@@ -72,7 +73,7 @@ impl ProviderClient for SendgridClient {
         });
         let request = self
             .http
-            .post(&self.url)
+            .post(format!("{}/v3/mail/send", self.base))
             .bearer_auth(&self.api_key)
             .json(&body);
         match http::execute(request).await {
@@ -83,6 +84,14 @@ impl ProviderClient for SendgridClient {
             Ok(reply) => http::classify_error(&reply, error(&reply)),
             Err(outcome) => outcome,
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        let request = self
+            .http
+            .get(format!("{}/v3/scopes", self.base))
+            .bearer_auth(&self.api_key);
+        http::call(request, error).await.map(drop)
     }
 }
 

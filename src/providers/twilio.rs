@@ -10,6 +10,7 @@
 //!   callbacks, so our message id travels in the `StatusCallback` URL's query
 //!   (`?message_id=msg_…`), which Twilio calls back verbatim. Without a callback URL nothing
 //!   carries it and callbacks correlate by `MessageSid` alone.
+//! - Probe: `GET {base}/2010-04-01/Accounts/{account_sid}.json`, Basic (the account record).
 //! - Errors `{code, message}`: 20429 is a rate limit; 21211, 21606, 21610 and 21614 are
 //!   permanent whatever the status; otherwise the status decides.
 
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::http::{self, Hint, ProviderError, Reply};
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 const DEFAULT_BASE: &str = "https://api.twilio.com";
@@ -162,6 +163,14 @@ impl ProviderClient for TwilioClient {
             Ok(reply) => http::classify_error(&reply, error(&reply)),
             Err(outcome) => outcome,
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        let request = self
+            .http
+            .get(format!("{}.json", self.account_url))
+            .basic_auth(&self.account_sid, Some(&self.auth_token));
+        http::call(request, error).await.map(drop)
     }
 }
 

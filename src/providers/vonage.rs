@@ -10,12 +10,14 @@
 //!   transient; anything else is permanent with its `error-text`. A long text is split into
 //!   parts; once the first part is accepted the message counts as accepted, since retrying
 //!   would repeat the parts already sent. Non-200 answers follow the shared HTTP rules.
+//! - Probe: `GET {base}/account/get-balance`, HTTP Basic `api_key:api_secret` (the Account
+//!   API's balance; Basic keeps the secret out of the URL).
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::http::{self, Reply};
-use super::{OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 const DEFAULT_BASE: &str = "https://rest.nexmo.com";
@@ -23,7 +25,7 @@ const DEFAULT_BASE: &str = "https://rest.nexmo.com";
 /// A Vonage account sending from one sender id or number.
 pub struct VonageClient {
     http: reqwest::Client,
-    url: String,
+    base: String,
     api_key: String,
     api_secret: String,
     from: String,
@@ -33,7 +35,7 @@ impl VonageClient {
     /// Needs `from`, `api_key` and `api_secret`.
     pub fn new(settings: &ProviderSettings, http: reqwest::Client) -> anyhow::Result<Self> {
         Ok(Self {
-            url: format!("{}/sms/json", settings.base_url(DEFAULT_BASE)),
+            base: settings.base_url(DEFAULT_BASE),
             api_key: settings.require_credential("api_key")?,
             api_secret: settings.require_credential("api_secret")?,
             from: settings
@@ -69,12 +71,34 @@ impl ProviderClient for VonageClient {
         if let Some(callback) = &message.status_callback_url {
             form.push(("callback", callback));
         }
-        let request = self.http.post(&self.url).form(&form);
+        let request = self
+            .http
+            .post(format!("{}/sms/json", self.base))
+            .form(&form);
         match http::execute(request).await {
             Ok(reply) if reply.status.is_success() => outcome(&reply),
             Ok(reply) => http::classify_error(&reply, http::ProviderError::default()),
             Err(outcome) => outcome,
         }
+    }
+
+    async fn probe(&self) -> Result<(), CallError> {
+        let request = self
+            .http
+            .get(format!("{}/account/get-balance", self.base))
+            .basic_auth(&self.api_key, Some(&self.api_secret));
+        http::call(request, |reply| {
+            let body = reply.json().unwrap_or(Value::Null);
+            http::ProviderError {
+                message: ["error-code-label", "title", "detail"]
+                    .iter()
+                    .find_map(|k| body.get(*k).and_then(Value::as_str))
+                    .map(str::to_owned),
+                ..http::ProviderError::default()
+            }
+        })
+        .await
+        .map(drop)
     }
 }
 

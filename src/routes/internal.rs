@@ -1,4 +1,5 @@
-//! Operator endpoints for the outbox: drain now, list dead letters, re-drive one.
+//! Operator endpoints: drain the outbox now, list dead letters, re-drive one, and sync
+//! WhatsApp template statuses from Meta now.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, get, post, web};
@@ -17,7 +18,8 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(process_outbox)
         .service(list_dead)
-        .service(redrive);
+        .service(redrive)
+        .service(sync_templates);
 }
 
 /// Body of `POST /cpaas/v1/_internal/process-outbox` (optional).
@@ -129,6 +131,47 @@ pub async fn redrive(
         let answer = serde_json::json!({ "id": id, "status": "PENDING" });
         idempotency
             .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &answer, None)
+            .await
+    })
+    .await
+}
+
+/// Sync WhatsApp template statuses from Meta now, with the code the `sync-templates` job runs;
+/// answers what it did per provider.
+///
+/// Like `POST /jobs/{name}`, the key's transaction stays open for the whole sync: a duplicate
+/// arriving meanwhile gets 409, one arriving after gets the stored report.
+#[utoipa::path(
+    tag = "internal",
+    security(("internal_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
+    responses(
+        (status = 200, description = "What the sync did", body = crate::openapi::SyncReportEnvelope),
+        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/cpaas/v1/_internal/sync-templates")]
+pub async fn sync_templates(
+    req: HttpRequest,
+    _key: InternalKey,
+    state: web::Data<AppState>,
+    idempotency: Idempotency,
+) -> ApiResult<Reply> {
+    let meta = Meta::of(&req);
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
+            return Ok(replay);
+        }
+        let started = std::time::Instant::now();
+        let report =
+            crate::jobs::sync_templates::sync(&state.pool, state.delivery.registry()).await;
+        state
+            .metrics
+            .record_job("sync-templates", report.is_ok(), started.elapsed());
+        let report = report?;
+        idempotency
+            .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &report, None)
             .await
     })
     .await

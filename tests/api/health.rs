@@ -123,6 +123,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/cpaas/v1/_internal/healthz", "get"),
         ("/cpaas/v1/_internal/readyz", "get"),
         ("/cpaas/v1/_internal/metrics", "get"),
+        ("/cpaas/v1/_internal/sync-templates", "post"),
         ("/cpaas/v1/jobs/{name}", "post"),
         ("/cpaas/v1/provider-callbacks/{kind}/{provider_id}", "post"),
         (

@@ -214,3 +214,128 @@ async fn a_counted_failure_hits_exactly_that_many_of_many_concurrent_sends() {
     assert_eq!(stats["kinds"]["vonage"]["fail_5xx"], 100);
     assert_eq!(stats["kinds"]["vonage"]["ok"], 300);
 }
+
+#[actix_web::test]
+async fn every_adapter_probe_is_answered_by_the_mock_and_fails_when_told() {
+    let mock = Mock::start();
+    let pem = std::fs::read_to_string(crate::helpers::key_path()).unwrap();
+    let aws = json!({"access_key_id": "AKIDEXAMPLE", "secret_access_key": "secret"});
+    let clients = [
+        mock.twilio(),
+        client(
+            ProviderKind::MetaWhatsapp,
+            json!({"phone_number_id": "1098765", "waba_id": "2233", "base_url": mock.base}),
+            json!({"access_token": "EAAG", "app_secret": "s", "verify_token": "v"}),
+        ),
+        client(
+            ProviderKind::Vonage,
+            json!({"from": "Acme", "base_url": mock.base}),
+            json!({"api_key": "k", "api_secret": "s", "signature_secret": "x"}),
+        ),
+        client(
+            ProviderKind::AwsSns,
+            json!({"region": "us-east-1", "base_url": mock.base}),
+            aws.clone(),
+        ),
+        client(
+            ProviderKind::Sendgrid,
+            json!({"from_email": "noreply@acme.example", "base_url": mock.base}),
+            json!({"api_key": "SG.key"}),
+        ),
+        client(
+            ProviderKind::AwsSes,
+            json!({"region": "us-east-1", "from_email": "noreply@acme.example", "base_url": mock.base}),
+            aws,
+        ),
+        client(
+            ProviderKind::Fcm,
+            json!({"project_id": "acme-push", "base_url": mock.base}),
+            json!({"service_account": {"client_email": "svc@acme-push.iam.gserviceaccount.com",
+                "private_key": pem, "token_uri": format!("{}/token", mock.base)}}),
+        ),
+    ];
+    for client in &clients {
+        assert_eq!(client.probe().await, Ok(()), "{:?}", client.kind());
+    }
+    mock.behave(json!({"kind": "*", "mode": "fail_5xx"})).await;
+    for client in &clients {
+        assert!(client.probe().await.is_err(), "{:?}", client.kind());
+    }
+    let stats = mock.get("/_mock/stats").await;
+    for kind in [
+        "twilio",
+        "meta_whatsapp",
+        "vonage",
+        "aws_sns",
+        "sendgrid",
+        "aws_ses",
+    ] {
+        assert_eq!(stats["kinds"][kind]["requests"], 2, "{kind}: {stats}");
+    }
+    assert_eq!(stats["kinds"]["fcm_token"]["requests"], 2);
+}
+
+#[actix_web::test]
+async fn the_template_sync_pages_through_the_mock_catalogue() {
+    use crate::helpers::{INTERNAL_KEY, json as read};
+
+    let mock = Mock::start();
+    let mut templates: Vec<Value> = (0..129)
+        .map(|n| json!({"name": format!("bulk_{n}"), "language": "en_US", "status": "APPROVED"}))
+        .collect();
+    templates.push(json!({"name": "table_ready", "language": "en_US", "status": "REJECTED"}));
+    let put = mock
+        .http
+        .put(format!("{}/_mock/templates", mock.base))
+        .json(&json!({ "templates": templates }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+
+    let app = crate::helpers::spawn_app().await;
+    let tenant = crate::callbacks::tenant();
+    crate::callbacks::create_provider(
+        &app,
+        &tenant,
+        json!({
+            "name": "meta", "kind": "META_WHATSAPP", "channels": ["WHATSAPP"],
+            "config": { "phone_number_id": "1098765", "waba_id": "2233", "base_url": mock.base },
+            "credentials": { "access_token": "EAAG", "app_secret": "s", "verify_token": "v" }
+        }),
+    )
+    .await;
+    let (status, created) = read(
+        app.post(
+            "/cpaas/v1/templates",
+            &tenant.sender,
+            &json!({"name": "table-ready", "channel": "WHATSAPP", "locale": "en_US",
+                    "body": "Hi {{ name }}", "status": "PENDING",
+                    "provider_template_name": "table_ready"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let res = app
+        .client
+        .post(app.url("/cpaas/v1/_internal/sync-templates"))
+        .header("x-internal-api-key", INTERNAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(res).await;
+    assert_eq!(status, 200, "{body}");
+    let report = &body["data"];
+    assert_eq!(report["pages"], 2, "{report}");
+    assert_eq!(report["templates_seen"], 130);
+    assert_eq!(report["updated"], 1);
+    assert_eq!(report["errors"], 0);
+    let id = created["data"]["id"].as_str().unwrap();
+    let (_, template) = read(
+        app.get(&format!("/cpaas/v1/templates/{id}"), &tenant.sender)
+            .await,
+    )
+    .await;
+    assert_eq!(template["data"]["status"], "REJECTED");
+}

@@ -4,6 +4,7 @@
 mod aws;
 mod fcm;
 mod meta_whatsapp;
+mod probe;
 mod sendgrid;
 mod twilio;
 mod vonage;

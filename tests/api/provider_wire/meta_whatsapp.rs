@@ -124,3 +124,62 @@ async fn meta_whatsapp_outcomes_follow_the_graph_error_code() {
     );
     assert_ambiguous(&outcome(&server, &*impatient, &wa, slow).await);
 }
+
+#[tokio::test]
+async fn meta_whatsapp_template_pages_report_server_errors_and_timeouts_as_failures() {
+    use cpaas::providers::meta_whatsapp::MetaWhatsappClient;
+
+    let server = MockServer::start().await;
+    let (config, creds) = meta_client(&server);
+    let settings = settings(ProviderKind::MetaWhatsapp, config, creds);
+    let http = reqwest::Client::builder()
+        .timeout(SHORT_TIMEOUT)
+        .build()
+        .unwrap();
+    let client = MetaWhatsappClient::new(&settings, http).unwrap();
+    let page = |response: ResponseTemplate| {
+        let server = &server;
+        let client = &client;
+        async move {
+            server.reset().await;
+            wiremock::Mock::given(wiremock::matchers::any())
+                .respond_with(response)
+                .mount(server)
+                .await;
+            client.template_page(Some("QVFI"), 50).await
+        }
+    };
+
+    let ok = json!({"data": [{"name": "otp_code", "language": "en_US", "status": "APPROVED",
+        "category": "AUTHENTICATION", "id": "1"}, {"id": "2"}],
+        "paging": {"cursors": {"before": "A", "after": "B"}}});
+    let last = page(ResponseTemplate::new(200).set_body_json(ok))
+        .await
+        .unwrap();
+    assert_eq!(
+        last.templates.len(),
+        1,
+        "an entry without a name is skipped"
+    );
+    assert_eq!(last.after, None, "no paging.next: the last page");
+    let request = only_request(&server).await;
+    assert_eq!(request.url.path(), "/v21.0/2233/message_templates");
+    let query: HashMap<_, _> = request.url.query_pairs().into_owned().collect();
+    assert_eq!(query["after"], "QVFI");
+    assert_eq!(query["limit"], "50");
+
+    let unavailable = ResponseTemplate::new(503).set_body_json(json!({"error": {
+        "message": "Service temporarily unavailable", "code": 2}}));
+    let error = page(unavailable).await.unwrap_err();
+    assert_eq!(error.code, "2");
+    let error = page(too_slow(
+        ResponseTemplate::new(200).set_body_json(json!({"data": []})),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, "NO_ANSWER", "{error}");
+    let error = page(ResponseTemplate::new(200).set_body_string("<html>"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, "INVALID_ANSWER");
+}
