@@ -561,6 +561,9 @@ impl Delivery {
         (id, prepared, outcome, latency)
     }
 
+    /// The multi-row updates below join `unnest` of the batch's values and also filter the
+    /// table by `id = ANY(ids)`: without it the planner hash-joins against the whole table.
+    ///
     /// `prepare` for many messages in one transaction: the due QUEUED ones not held by another
     /// deliverer are locked, routed (providers read once per tenant, channel and pin), and get
     /// their attempt rows in one insert and their SENDING state in one update. Messages not
@@ -682,7 +685,7 @@ impl Delivery {
                                                  ELSE array_append(m.tried_provider_ids, v.provider_id) END, \
                        next_attempt_at = NULL, updated_at = $4 \
                      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(id, provider_id, provider_kind) \
-                     WHERE m.id = v.id",
+                     WHERE m.id = v.id AND m.id = ANY($1)",
                 )
                 .bind::<Array<SqlUuid>, _>(&ids)
                 .bind::<Array<SqlUuid>, _>(&provider_ids)
@@ -773,7 +776,7 @@ impl Delivery {
                        provider_message_id = v.provider_message_id \
                      FROM unnest($1::uuid[], $2::int4[], $3::text[]) \
                        AS v(id, latency_ms, provider_message_id) \
-                     WHERE a.id = v.id",
+                     WHERE a.id = v.id AND a.id = ANY($1)",
                 )
                 .bind::<Array<SqlUuid>, _>(&attempt_ids)
                 .bind::<Array<Integer>, _>(&latencies)
@@ -820,7 +823,7 @@ impl Delivery {
                            ambiguous = false, error_code = NULL, error_message = NULL \
                          FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
                            AS v(id, provider_message_id, cost) \
-                         WHERE m.id = v.id",
+                         WHERE m.id = v.id AND m.id = ANY($1)",
                     )
                     .bind::<Array<SqlUuid>, _>(&sending)
                     .bind::<Array<Text>, _>(&pmids)
