@@ -25,7 +25,7 @@ use crate::db::{DbError, DbPool};
 pub const BUS: &str = "bus";
 
 /// Batches one drain keeps in flight.
-const PIPELINE_DEPTH: usize = 2;
+const PIPELINE_DEPTH: usize = 4;
 
 /// An in-process consumer of outbox events. It must be idempotent: an event is delivered at
 /// least once.
