@@ -1005,6 +1005,13 @@ fn choose(
                 )
             })
     };
+    // Only an OPEN circuit can turn half-open; a closed one needs no write.
+    let half_open = |id: Uuid| {
+        candidates
+            .iter()
+            .any(|c| c.provider.id == id && c.circuit_state == "OPEN")
+            .then_some(id)
+    };
     let current = message
         .provider_id
         .and_then(|id| candidates.iter().map(|c| &c.provider).find(|p| p.id == id));
@@ -1035,7 +1042,7 @@ fn choose(
                 provider: Box::new(p.clone()),
                 failover_from: None,
             },
-            Some(p.id),
+            half_open(p.id),
         );
     }
     let next = candidates
@@ -1057,7 +1064,7 @@ fn choose(
                     provider: Box::new(p.clone()),
                     failover_from,
                 },
-                Some(p.id),
+                half_open(p.id),
             )
         }
         None if candidates.iter().any(|c| !tried.contains(&c.provider.id)) => {

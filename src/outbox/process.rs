@@ -112,6 +112,8 @@ pub struct Outbox {
     owner: String,
     policy: OutboxPolicy,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// New events were committed while a drain runs.
+    nudged: tokio::sync::Notify,
 }
 
 impl Outbox {
@@ -128,7 +130,14 @@ impl Outbox {
             owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
             policy,
             metrics: None,
+            nudged: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Tells a running drain that new events were committed: one that is waiting on its
+    /// in-flight batches after an empty claim claims again at once.
+    pub fn nudge(&self) {
+        self.nudged.notify_one();
     }
 
     /// Counts what each drain publishes, fails and dead-letters.
@@ -174,7 +183,18 @@ impl Outbox {
                 reserved += limit;
                 in_flight.push(async move { (limit, self.drain_batch(limit).await) });
             }
-            let Some((limit, result)) = in_flight.next().await else {
+            let next = if dry && !stop && !in_flight.is_empty() {
+                tokio::select! {
+                    next = in_flight.next() => next,
+                    () = self.nudged.notified() => {
+                        dry = false;
+                        continue;
+                    }
+                }
+            } else {
+                in_flight.next().await
+            };
+            let Some((limit, result)) = next else {
                 break;
             };
             reserved -= limit;
