@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::{webhook_deliveries, webhook_delivery_attempts};
+use super::schema::{webhook_deliveries, webhook_delivery_attempts, webhooks};
 
 /// A delivery as the API lists it.
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -111,6 +111,26 @@ pub async fn fan_out_many(
     conn: &mut AsyncPgConnection,
     events: &[FanOutEvent<'_>],
 ) -> QueryResult<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // Most events belong to tenants without a live webhook: find the tenants that have one
+    // first, so the payloads of the others are not shipped to the database for nothing.
+    let mut tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    let subscribed: Vec<Uuid> = webhooks::table
+        .filter(webhooks::tenant_id.eq_any(&tenants))
+        .filter(webhooks::deleted_at.is_null())
+        .filter(webhooks::is_active.eq(true))
+        .select(webhooks::tenant_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    let events: Vec<&FanOutEvent<'_>> = events
+        .iter()
+        .filter(|e| subscribed.contains(&e.tenant_id))
+        .collect();
     if events.is_empty() {
         return Ok(0);
     }
