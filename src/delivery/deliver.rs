@@ -675,7 +675,7 @@ impl Delivery {
                 let ids: Vec<Uuid> = going.iter().map(|g| g.0.id).collect();
                 let provider_ids: Vec<Uuid> = going.iter().map(|g| g.1.id).collect();
                 let kinds: Vec<String> = going.iter().map(|g| g.1.kind.clone()).collect();
-                diesel::sql_query(
+                let updated: Vec<Message> = diesel::sql_query(
                     "UPDATE messages m SET status = 'SENDING', attempts = m.attempts + 1, \
                        provider_attempts = CASE WHEN m.provider_id IS DISTINCT FROM v.provider_id \
                                                 THEN 1 ELSE m.provider_attempts + 1 END, \
@@ -685,19 +685,15 @@ impl Delivery {
                                                  ELSE array_append(m.tried_provider_ids, v.provider_id) END, \
                        next_attempt_at = NULL, updated_at = $4 \
                      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(id, provider_id, provider_kind) \
-                     WHERE m.id = v.id AND m.id = ANY($1)",
+                     WHERE m.id = v.id AND m.id = ANY($1) \
+                     RETURNING m.*",
                 )
                 .bind::<Array<SqlUuid>, _>(&ids)
                 .bind::<Array<SqlUuid>, _>(&provider_ids)
                 .bind::<Array<Text>, _>(&kinds)
                 .bind::<Timestamptz, _>(now)
-                .execute(conn)
+                .load(conn)
                 .await?;
-                let updated: Vec<Message> = messages::table
-                    .filter(messages::id.eq_any(&ids))
-                    .select(Message::as_select())
-                    .load(conn)
-                    .await?;
                 let updated: HashMap<Uuid, Message> =
                     updated.into_iter().map(|m| (m.id, m)).collect();
                 for (message, provider, failover_from, attempt_id) in going {
@@ -816,26 +812,22 @@ impl Delivery {
                     circuit::record_success(conn, provider_id).await?;
                 }
                 if !sending.is_empty() {
-                    diesel::sql_query(
+                    let sent: Vec<Message> = diesel::sql_query(
                         "UPDATE messages m SET status = 'SENT', \
                            provider_message_id = v.provider_message_id, \
                            cost_usd_micros = v.cost, sent_at = $4, updated_at = $4, \
                            ambiguous = false, error_code = NULL, error_message = NULL \
                          FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
                            AS v(id, provider_message_id, cost) \
-                         WHERE m.id = v.id AND m.id = ANY($1)",
+                         WHERE m.id = v.id AND m.id = ANY($1) \
+                         RETURNING m.*",
                     )
                     .bind::<Array<SqlUuid>, _>(&sending)
                     .bind::<Array<Text>, _>(&pmids)
                     .bind::<Array<BigInt>, _>(&costs)
                     .bind::<Timestamptz, _>(now)
-                    .execute(conn)
+                    .load(conn)
                     .await?;
-                    let sent: Vec<Message> = messages::table
-                        .filter(messages::id.eq_any(&sending))
-                        .select(Message::as_select())
-                        .load(conn)
-                        .await?;
                     let events_out: Vec<_> = sent.iter().map(events::sent).collect();
                     outbox::enqueue(conn, &events_out).await?;
                     steps.extend(sent.iter().map(|m| (m.id, Step::Sent)));
