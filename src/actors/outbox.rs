@@ -48,6 +48,7 @@ impl OutboxActor {
     fn kick(&mut self, ctx: &mut Context<Self>) {
         if self.running {
             self.wake_pending = true;
+            self.outbox.nudge();
             return;
         }
         self.running = true;

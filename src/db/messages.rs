@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::schema::{message_attempts, messages};
 
 /// A message row.
-#[derive(Clone, Debug, Queryable, Selectable)]
+#[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages)]
 pub struct Message {
     pub id: Uuid,

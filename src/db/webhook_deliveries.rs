@@ -6,13 +6,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{
-    Bool, Bytea, Double, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    Array, Bool, Bytea, Double, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::{webhook_deliveries, webhook_delivery_attempts};
+use super::schema::{webhook_deliveries, webhook_delivery_attempts, webhooks};
 
 /// A delivery as the API lists it.
 #[derive(Clone, Debug, Queryable, Selectable)]
@@ -94,6 +94,63 @@ pub async fn fan_out(
     .bind::<Text, _>(event_id)
     .bind::<Text, _>(topic)
     .bind::<Jsonb, _>(payload)
+    .execute(conn)
+    .await
+}
+
+/// One event to fan out.
+pub struct FanOutEvent<'a> {
+    pub tenant_id: Uuid,
+    pub event_id: &'a str,
+    pub topic: &'a str,
+    pub payload: &'a Value,
+}
+
+/// `fan_out` for many events in one statement.
+pub async fn fan_out_many(
+    conn: &mut AsyncPgConnection,
+    events: &[FanOutEvent<'_>],
+) -> QueryResult<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    // Most events belong to tenants without a live webhook: find the tenants that have one
+    // first, so the payloads of the others are not shipped to the database for nothing.
+    let mut tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    let subscribed: Vec<Uuid> = webhooks::table
+        .filter(webhooks::tenant_id.eq_any(&tenants))
+        .filter(webhooks::deleted_at.is_null())
+        .filter(webhooks::is_active.eq(true))
+        .select(webhooks::tenant_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    let events: Vec<&FanOutEvent<'_>> = events
+        .iter()
+        .filter(|e| subscribed.contains(&e.tenant_id))
+        .collect();
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let tenants: Vec<Uuid> = events.iter().map(|e| e.tenant_id).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id).collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
+    let payloads: Vec<&Value> = events.iter().map(|e| e.payload).collect();
+    diesel::sql_query(
+        "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, topic, payload) \
+         SELECT w.tenant_id, w.id, v.event_id, v.topic, v.payload \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) \
+           AS v(tenant_id, event_id, topic, payload) \
+         JOIN webhooks w ON w.tenant_id = v.tenant_id AND w.deleted_at IS NULL AND w.is_active \
+           AND (v.topic = ANY(w.events) OR '*' = ANY(w.events)) \
+         ON CONFLICT ON CONSTRAINT webhook_deliveries_once DO NOTHING",
+    )
+    .bind::<Array<SqlUuid>, _>(&tenants)
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Text>, _>(&topics)
+    .bind::<Array<Jsonb>, _>(&payloads)
     .execute(conn)
     .await
 }

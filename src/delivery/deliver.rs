@@ -2,12 +2,15 @@
 //! provider, record the outcome and the next state. Every step locks the message row, so two
 //! drainers (or a retry racing the first try) never deliver one message twice.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 use uuid::Uuid;
 
@@ -102,10 +105,13 @@ struct Prepared {
     outbound: OutboundMessage,
 }
 
+/// The provider a failover moves from (id, kind) and why.
+type FailoverFrom = Option<(Uuid, String, &'static str)>;
+
 enum Route {
     Use {
         provider: Box<Provider>,
-        failover_from: Option<(Uuid, String, &'static str)>,
+        failover_from: FailoverFrom,
     },
     Wait(Duration),
     Exhausted(&'static str, String),
@@ -171,18 +177,7 @@ impl Delivery {
             Ok(p) => p,
             Err(step) => return Ok(step),
         };
-        let started = Instant::now();
-        let outcome = match self.registry.client(&prepared.provider) {
-            Ok(client) => client.send(&prepared.outbound).await,
-            Err(e) => SendOutcome::PermanentFailure {
-                code: "PROVIDER_MISCONFIGURED".into(),
-                message: e.to_string(),
-            },
-        };
-        let latency = started.elapsed();
-        if let Some(metrics) = &self.metrics {
-            metrics.record_provider_call(&prepared.provider.kind, outcome.as_str(), latency);
-        }
+        let (_, prepared, outcome, latency) = self.call(message_id, prepared).await;
         self.record(message_id, &prepared, outcome, latency).await
     }
 
@@ -486,6 +481,374 @@ impl Delivery {
         })
         .await
     }
+
+    /// Delivers many messages as far as they can go now, with the statements shared across
+    /// them: one transaction locks the messages and commits an attempt for each (before any
+    /// provider call), the provider calls run `concurrency` at a time, and one transaction
+    /// records every accepted send. Other outcomes are recorded one message at a time, and a
+    /// failover goes on at once with the next provider. Returns the step of each message; the
+    /// error is the shared transaction's (no message of the batch moved on).
+    pub async fn deliver_many(
+        &self,
+        ids: &[Uuid],
+        concurrency: usize,
+    ) -> Result<HashMap<Uuid, Result<Step, String>>, DeliveryError> {
+        let mut steps: HashMap<Uuid, Result<Step, String>> =
+            ids.iter().map(|id| (*id, Ok(Step::Skipped))).collect();
+        if ids.is_empty() {
+            return Ok(steps);
+        }
+        let prepared = self.prepare_many(ids).await?;
+        let mut calls = Vec::new();
+        for (id, ready) in prepared {
+            match ready {
+                Ok(p) => calls.push(self.call(id, p)),
+                Err(step) => {
+                    steps.insert(id, Ok(step));
+                }
+            }
+        }
+        let made: Vec<(Uuid, Prepared, SendOutcome, Duration)> = stream::iter(calls)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        let (accepted, others): (Vec<_>, Vec<_>) = made
+            .into_iter()
+            .partition(|(_, _, outcome, _)| matches!(outcome, SendOutcome::Accepted { .. }));
+        let records: Vec<_> = others
+            .into_iter()
+            .map(|(id, p, outcome, latency)| async move {
+                let step = self.record(id, &p, outcome, latency).await;
+                (id, step)
+            })
+            .collect();
+        let (sent, recorded) = futures_util::join!(
+            self.record_accepted(accepted),
+            stream::iter(records)
+                .buffer_unordered(concurrency.max(1))
+                .collect::<Vec<_>>()
+        );
+        match sent {
+            Ok(sent) => steps.extend(sent.into_iter().map(|(id, step)| (id, Ok(step)))),
+            Err((ids, e)) => {
+                let text = e.to_string();
+                steps.extend(ids.into_iter().map(|id| (id, Err(text.clone()))));
+            }
+        }
+        let mut failed_over = Vec::new();
+        for (id, step) in recorded {
+            if matches!(step, Ok(Step::FailedOver)) {
+                failed_over.push(id);
+            }
+            steps.insert(id, step.map_err(|e| e.to_string()));
+        }
+        let next: Vec<_> = failed_over
+            .into_iter()
+            .map(|id| async move { (id, self.deliver(id).await.map_err(|e| e.to_string())) })
+            .collect();
+        let next: Vec<_> = stream::iter(next)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        steps.extend(next);
+        Ok(steps)
+    }
+
+    /// Makes one prepared provider call.
+    async fn call(&self, id: Uuid, prepared: Prepared) -> (Uuid, Prepared, SendOutcome, Duration) {
+        let started = Instant::now();
+        let outcome = match self.registry.client(&prepared.provider) {
+            Ok(client) => client.send(&prepared.outbound).await,
+            Err(e) => SendOutcome::PermanentFailure {
+                code: "PROVIDER_MISCONFIGURED".into(),
+                message: e.to_string(),
+            },
+        };
+        let latency = started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            metrics.record_provider_call(&prepared.provider.kind, outcome.as_str(), latency);
+        }
+        (id, prepared, outcome, latency)
+    }
+
+    /// The multi-row updates below join `unnest` of the batch's values and also filter the
+    /// table by `id = ANY(ids)`: without it the planner hash-joins against the whole table.
+    ///
+    /// `prepare` for many messages in one transaction: the due QUEUED ones not held by another
+    /// deliverer are locked, routed (providers read once per tenant, channel and pin), and get
+    /// their attempt rows in one insert and their SENDING state in one update. Messages not
+    /// returned are skipped.
+    async fn prepare_many(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, Result<Prepared, Step>)>, DeliveryError> {
+        type Locked = (
+            Message,
+            Option<chrono::DateTime<Utc>>,
+            i32,
+            Vec<Option<Uuid>>,
+            bool,
+        );
+        let mut conn = self.pool.get().await?;
+        let policy = &self.policy;
+        conn.transaction::<_, DeliveryError, _>(async |conn| {
+            let locked: Vec<Locked> = messages::table
+                .filter(messages::id.eq_any(ids))
+                .filter(messages::status.eq("QUEUED"))
+                .order(messages::id)
+                .select((
+                    Message::as_select(),
+                    messages::next_attempt_at,
+                    messages::provider_attempts,
+                    messages::tried_provider_ids,
+                    messages::ambiguous,
+                ))
+                .for_update()
+                .skip_locked()
+                .load(conn)
+                .await?;
+            let now = Utc::now();
+            let mut routes: HashMap<(Uuid, String, Option<Uuid>), Vec<Candidate>> = HashMap::new();
+            let mut half_open: Vec<Uuid> = Vec::new();
+            let mut out: Vec<(Uuid, Result<Prepared, Step>)> = Vec::new();
+            let mut events_out = Vec::new();
+            // (message, provider, failover_from, attempt id)
+            let mut going: Vec<(Message, Provider, FailoverFrom, Uuid)> = Vec::new();
+            for (message, next_at, provider_attempts, tried, ambiguous) in locked {
+                if next_at.is_some_and(|at| at > now) {
+                    continue;
+                }
+                let key = (
+                    message.tenant_id,
+                    message.channel.clone(),
+                    message.pinned_provider_id,
+                );
+                if !routes.contains_key(&key) {
+                    let found = candidates(conn, key.0, &key.1, key.2).await?;
+                    routes.insert(key.clone(), found);
+                }
+                let found = routes.get(&key).map(Vec::as_slice).unwrap_or_default();
+                let tried: Vec<Uuid> = tried.into_iter().flatten().collect();
+                let (route, half) =
+                    choose(policy, &message, provider_attempts, &tried, ambiguous, found);
+                if let Some(id) = half
+                    && !half_open.contains(&id)
+                {
+                    half_open.push(id);
+                }
+                match route {
+                    Route::Use {
+                        provider,
+                        failover_from,
+                    } => going.push((message, *provider, failover_from, Uuid::now_v7())),
+                    Route::Wait(after) => {
+                        diesel::update(messages::table.find(message.id))
+                            .set(
+                                messages::next_attempt_at
+                                    .eq(now + chrono::Duration::from_std(after).unwrap_or_default()),
+                            )
+                            .execute(conn)
+                            .await?;
+                        out.push((message.id, Err(Step::RetryLater)));
+                    }
+                    Route::Exhausted(code, reason) => {
+                        let failed = fail_message(conn, &message, code, &reason).await?;
+                        events_out.push(events::failed(&failed));
+                        out.push((message.id, Err(Step::Failed)));
+                    }
+                }
+            }
+            half_open.sort();
+            for id in half_open {
+                circuit::half_open_if_due(conn, id, policy.circuit_cooldown).await?;
+            }
+            if !going.is_empty() {
+                for chunk in going.chunks(1000) {
+                    let rows: Vec<_> = chunk
+                        .iter()
+                        .map(|(message, provider, _, attempt_id)| {
+                            (
+                                message_attempts::id.eq(*attempt_id),
+                                message_attempts::message_id.eq(message.id),
+                                message_attempts::tenant_id.eq(message.tenant_id),
+                                message_attempts::attempt_number.eq(message.attempts + 1),
+                                message_attempts::provider_id.eq(provider.id),
+                                message_attempts::provider_kind.eq(provider.kind.clone()),
+                            )
+                        })
+                        .collect();
+                    diesel::insert_into(message_attempts::table)
+                        .values(rows)
+                        .execute(conn)
+                        .await?;
+                }
+                let ids: Vec<Uuid> = going.iter().map(|g| g.0.id).collect();
+                let provider_ids: Vec<Uuid> = going.iter().map(|g| g.1.id).collect();
+                let kinds: Vec<String> = going.iter().map(|g| g.1.kind.clone()).collect();
+                let updated: Vec<Message> = diesel::sql_query(
+                    "UPDATE messages m SET status = 'SENDING', attempts = m.attempts + 1, \
+                       provider_attempts = CASE WHEN m.provider_id IS DISTINCT FROM v.provider_id \
+                                                THEN 1 ELSE m.provider_attempts + 1 END, \
+                       provider_id = v.provider_id, provider_kind = v.provider_kind, \
+                       tried_provider_ids = CASE WHEN v.provider_id = ANY(m.tried_provider_ids) \
+                                                 THEN m.tried_provider_ids \
+                                                 ELSE array_append(m.tried_provider_ids, v.provider_id) END, \
+                       next_attempt_at = NULL, updated_at = $4 \
+                     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(id, provider_id, provider_kind) \
+                     WHERE m.id = v.id AND m.id = ANY($1) \
+                     RETURNING m.*",
+                )
+                .bind::<Array<SqlUuid>, _>(&ids)
+                .bind::<Array<SqlUuid>, _>(&provider_ids)
+                .bind::<Array<Text>, _>(&kinds)
+                .bind::<Timestamptz, _>(now)
+                .load(conn)
+                .await?;
+                let updated: HashMap<Uuid, Message> =
+                    updated.into_iter().map(|m| (m.id, m)).collect();
+                for (message, provider, failover_from, attempt_id) in going {
+                    let Some(updated) = updated.get(&message.id) else {
+                        continue;
+                    };
+                    if let Some((from_id, from_kind, reason)) = failover_from {
+                        events_out.push(events::failover(
+                            updated,
+                            (from_id, &from_kind),
+                            (provider.id, &provider.kind),
+                            reason,
+                        ));
+                    }
+                    let outbound = outbound(policy, updated, &provider);
+                    out.push((
+                        message.id,
+                        Ok(Prepared {
+                            attempt_id,
+                            provider,
+                            outbound,
+                        }),
+                    ));
+                }
+            }
+            if !events_out.is_empty() {
+                outbox::enqueue(conn, &events_out).await?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `record` for many accepted sends in one transaction: the attempts, the circuits, the
+    /// messages (SENT) and their `communication.sent` events. On failure, returns the ids it
+    /// was given with the error.
+    #[allow(clippy::type_complexity)]
+    async fn record_accepted(
+        &self,
+        accepted: Vec<(Uuid, Prepared, SendOutcome, Duration)>,
+    ) -> Result<Vec<(Uuid, Step)>, (Vec<Uuid>, DeliveryError)> {
+        if accepted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = accepted.iter().map(|a| a.0).collect();
+        let result = async {
+            let mut conn = self.pool.get().await?;
+            conn.transaction::<_, DeliveryError, _>(async |conn| {
+                let now = Utc::now();
+                let mut attempt_ids = Vec::with_capacity(accepted.len());
+                let mut latencies = Vec::with_capacity(accepted.len());
+                let mut provider_message_ids = Vec::with_capacity(accepted.len());
+                let mut sent_by: HashMap<Uuid, (Uuid, String, Option<i64>)> = HashMap::new();
+                for (id, prepared, outcome, latency) in &accepted {
+                    if let SendOutcome::Accepted {
+                        provider_message_id,
+                        cost_usd_micros,
+                    } = outcome
+                    {
+                        attempt_ids.push(prepared.attempt_id);
+                        latencies.push(latency.as_millis().min(i32::MAX as u128) as i32);
+                        provider_message_ids.push(provider_message_id.clone());
+                        sent_by.insert(
+                            *id,
+                            (
+                                prepared.provider.id,
+                                provider_message_id.clone(),
+                                *cost_usd_micros,
+                            ),
+                        );
+                    }
+                }
+                diesel::sql_query(
+                    "UPDATE message_attempts a SET finished_at = $4, outcome = 'ACCEPTED', \
+                       error_code = NULL, error_message = NULL, latency_ms = v.latency_ms, \
+                       provider_message_id = v.provider_message_id \
+                     FROM unnest($1::uuid[], $2::int4[], $3::text[]) \
+                       AS v(id, latency_ms, provider_message_id) \
+                     WHERE a.id = v.id AND a.id = ANY($1)",
+                )
+                .bind::<Array<SqlUuid>, _>(&attempt_ids)
+                .bind::<Array<Integer>, _>(&latencies)
+                .bind::<Array<Text>, _>(&provider_message_ids)
+                .bind::<Timestamptz, _>(now)
+                .execute(conn)
+                .await?;
+                let locked: Vec<Message> = messages::table
+                    .filter(messages::id.eq_any(&ids))
+                    .order(messages::id)
+                    .select(Message::as_select())
+                    .for_update()
+                    .load(conn)
+                    .await?;
+                let mut steps: Vec<(Uuid, Step)> = Vec::with_capacity(ids.len());
+                let mut sending = Vec::new();
+                let mut pmids = Vec::new();
+                let mut costs = Vec::new();
+                let mut providers_ok: Vec<Uuid> = Vec::new();
+                for message in &locked {
+                    let Some((provider_id, pmid, cost)) = sent_by.get(&message.id) else {
+                        continue;
+                    };
+                    if message.status != "SENDING" {
+                        steps.push((message.id, Step::Skipped));
+                        continue;
+                    }
+                    sending.push(message.id);
+                    pmids.push(pmid.clone());
+                    costs.push(cost.unwrap_or_else(|| default_price(&message.channel)));
+                    if !providers_ok.contains(provider_id) {
+                        providers_ok.push(*provider_id);
+                    }
+                }
+                providers_ok.sort();
+                for provider_id in providers_ok {
+                    circuit::record_success(conn, provider_id).await?;
+                }
+                if !sending.is_empty() {
+                    let sent: Vec<Message> = diesel::sql_query(
+                        "UPDATE messages m SET status = 'SENT', \
+                           provider_message_id = v.provider_message_id, \
+                           cost_usd_micros = v.cost, sent_at = $4, updated_at = $4, \
+                           ambiguous = false, error_code = NULL, error_message = NULL \
+                         FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
+                           AS v(id, provider_message_id, cost) \
+                         WHERE m.id = v.id AND m.id = ANY($1) \
+                         RETURNING m.*",
+                    )
+                    .bind::<Array<SqlUuid>, _>(&sending)
+                    .bind::<Array<Text>, _>(&pmids)
+                    .bind::<Array<BigInt>, _>(&costs)
+                    .bind::<Timestamptz, _>(now)
+                    .load(conn)
+                    .await?;
+                    let events_out: Vec<_> = sent.iter().map(events::sent).collect();
+                    outbox::enqueue(conn, &events_out).await?;
+                    steps.extend(sent.iter().map(|m| (m.id, Step::Sent)));
+                }
+                Ok(steps)
+            })
+            .await
+        }
+        .await;
+        result.map_err(|e| (ids, e))
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -551,6 +914,47 @@ async fn fail_message(
         .await
 }
 
+/// A provider that may carry a message, with its circuit.
+struct Candidate {
+    provider: Provider,
+    circuit_state: String,
+    circuit_opened_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// The active providers of a tenant that carry a channel (only the pinned one when a message
+/// pins one), in routing order.
+async fn candidates(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    channel: &str,
+    pinned: Option<Uuid>,
+) -> QueryResult<Vec<Candidate>> {
+    let mut query = providers::table
+        .filter(providers::tenant_id.eq(tenant_id))
+        .filter(providers::deleted_at.is_null())
+        .filter(providers::is_active.eq(true))
+        .filter(providers::channels.contains(vec![Some(channel.to_owned())]))
+        .order((providers::priority.asc(), providers::id.asc()))
+        .select((
+            Provider::as_select(),
+            providers::circuit_state,
+            providers::circuit_opened_at,
+        ))
+        .into_boxed();
+    if let Some(pinned) = pinned {
+        query = query.filter(providers::id.eq(pinned));
+    }
+    let rows: Vec<(Provider, String, Option<chrono::DateTime<Utc>>)> = query.load(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(provider, circuit_state, circuit_opened_at)| Candidate {
+            provider,
+            circuit_state,
+            circuit_opened_at,
+        })
+        .collect())
+}
+
 /// Chooses the provider for the next try.
 async fn route(
     conn: &mut AsyncPgConnection,
@@ -560,64 +964,95 @@ async fn route(
     tried: &[Uuid],
     ambiguous: bool,
 ) -> QueryResult<Route> {
-    let mut query = providers::table
-        .filter(providers::tenant_id.eq(message.tenant_id))
-        .filter(providers::deleted_at.is_null())
-        .filter(providers::is_active.eq(true))
-        .filter(providers::channels.contains(vec![Some(message.channel.clone())]))
-        .order((providers::priority.asc(), providers::id.asc()))
-        .select(Provider::as_select())
-        .into_boxed();
-    if let Some(pinned) = message.pinned_provider_id {
-        query = query.filter(providers::id.eq(pinned));
+    let candidates = candidates(
+        conn,
+        message.tenant_id,
+        &message.channel,
+        message.pinned_provider_id,
+    )
+    .await?;
+    let (route, half_open) = choose(
+        policy,
+        message,
+        provider_attempts,
+        tried,
+        ambiguous,
+        &candidates,
+    );
+    if let Some(id) = half_open {
+        circuit::half_open_if_due(conn, id, policy.circuit_cooldown).await?;
     }
-    let candidates: Vec<Provider> = query.load(conn).await?;
-    let circuits: Vec<(Uuid, String, Option<chrono::DateTime<Utc>>)> = providers::table
-        .filter(providers::id.eq_any(candidates.iter().map(|p| p.id).collect::<Vec<_>>()))
-        .select((
-            providers::id,
-            providers::circuit_state,
-            providers::circuit_opened_at,
-        ))
-        .load(conn)
-        .await?;
+    Ok(route)
+}
+
+/// The routing decision, and the provider whose open circuit turns half-open if its cool-down
+/// has passed (the caller writes that).
+fn choose(
+    policy: &DeliveryPolicy,
+    message: &Message,
+    provider_attempts: i32,
+    tried: &[Uuid],
+    ambiguous: bool,
+    candidates: &[Candidate],
+) -> (Route, Option<Uuid>) {
     let open = |id: Uuid| {
-        circuits
+        candidates
             .iter()
-            .find(|c| c.0 == id)
-            .is_some_and(|c| !circuit::allows(&c.1, c.2, policy.circuit_cooldown))
+            .find(|c| c.provider.id == id)
+            .is_some_and(|c| {
+                !circuit::allows(
+                    &c.circuit_state,
+                    c.circuit_opened_at,
+                    policy.circuit_cooldown,
+                )
+            })
+    };
+    // Only an OPEN circuit can turn half-open; a closed one needs no write.
+    let half_open = |id: Uuid| {
+        candidates
+            .iter()
+            .any(|c| c.provider.id == id && c.circuit_state == "OPEN")
+            .then_some(id)
     };
     let current = message
         .provider_id
-        .and_then(|id| candidates.iter().find(|p| p.id == id));
+        .and_then(|id| candidates.iter().map(|c| &c.provider).find(|p| p.id == id));
     if ambiguous {
-        return Ok(match current {
-            Some(p) => Route::Use {
-                provider: Box::new(p.clone()),
-                failover_from: None,
-            },
-            None => Route::Exhausted(
-                "AMBIGUOUS_OUTCOME",
-                "the provider of an unconfirmed attempt is gone; not re-sent elsewhere".into(),
+        return match current {
+            Some(p) => (
+                Route::Use {
+                    provider: Box::new(p.clone()),
+                    failover_from: None,
+                },
+                None,
             ),
-        });
+            None => (
+                Route::Exhausted(
+                    "AMBIGUOUS_OUTCOME",
+                    "the provider of an unconfirmed attempt is gone; not re-sent elsewhere".into(),
+                ),
+                None,
+            ),
+        };
     }
     if let Some(p) = current
         && provider_attempts < policy.max_attempts_per_provider
         && !open(p.id)
     {
-        circuit::half_open_if_due(conn, p.id, policy.circuit_cooldown).await?;
-        return Ok(Route::Use {
-            provider: Box::new(p.clone()),
-            failover_from: None,
-        });
+        return (
+            Route::Use {
+                provider: Box::new(p.clone()),
+                failover_from: None,
+            },
+            half_open(p.id),
+        );
     }
     let next = candidates
         .iter()
+        .map(|c| &c.provider)
         .find(|p| !tried.contains(&p.id) && !open(p.id));
     match next {
         Some(p) => {
-            circuit::half_open_if_due(conn, p.id, policy.circuit_cooldown).await?;
             let failover_from = current.map(|c| {
                 let reason = if open(c.id) {
                     "circuit_open"
@@ -626,25 +1061,34 @@ async fn route(
                 };
                 (c.id, c.kind.clone(), reason)
             });
-            Ok(Route::Use {
-                provider: Box::new(p.clone()),
-                failover_from,
-            })
+            (
+                Route::Use {
+                    provider: Box::new(p.clone()),
+                    failover_from,
+                },
+                half_open(p.id),
+            )
         }
-        None if candidates.iter().any(|p| !tried.contains(&p.id)) => {
-            Ok(Route::Wait(policy.circuit_cooldown))
+        None if candidates.iter().any(|c| !tried.contains(&c.provider.id)) => {
+            (Route::Wait(policy.circuit_cooldown), None)
         }
-        None if candidates.is_empty() => Ok(Route::Exhausted(
-            "NO_PROVIDER_AVAILABLE",
-            format!("no active provider carries {}", message.channel),
-        )),
-        None => Ok(Route::Exhausted(
-            "ALL_PROVIDERS_FAILED",
-            message
-                .error_message
-                .clone()
-                .unwrap_or_else(|| "every provider was tried".into()),
-        )),
+        None if candidates.is_empty() => (
+            Route::Exhausted(
+                "NO_PROVIDER_AVAILABLE",
+                format!("no active provider carries {}", message.channel),
+            ),
+            None,
+        ),
+        None => (
+            Route::Exhausted(
+                "ALL_PROVIDERS_FAILED",
+                message
+                    .error_message
+                    .clone()
+                    .unwrap_or_else(|| "every provider was tried".into()),
+            ),
+            None,
+        ),
     }
 }
 

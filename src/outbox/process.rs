@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::FutureExt;
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::join_all;
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use rand::Rng;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -23,6 +24,9 @@ use crate::db::{DbError, DbPool};
 /// The destination name of the event bus.
 pub const BUS: &str = "bus";
 
+/// Batches one drain keeps in flight.
+const PIPELINE_DEPTH: usize = 4;
+
 /// An in-process consumer of outbox events. It must be idempotent: an event is delivered at
 /// least once.
 #[async_trait]
@@ -33,6 +37,30 @@ pub trait EventHandler: Send + Sync {
     fn wants(&self, topic: &str) -> bool;
     /// Acts on one event.
     async fn handle(&self, event: &ClaimedEvent) -> Result<(), String>;
+
+    /// Acts on the events of one claimed batch that it wants; one result per event, in order.
+    /// By default each event is handled on its own, `concurrency` at a time, and a panic fails
+    /// only its event. A handler that can share work across events (one statement for many)
+    /// overrides it.
+    async fn handle_batch(
+        &self,
+        events: &[ClaimedEvent],
+        concurrency: usize,
+    ) -> Vec<Result<(), String>> {
+        let runs: Vec<_> = events
+            .iter()
+            .map(|event| async move {
+                match AssertUnwindSafe(self.handle(event)).catch_unwind().await {
+                    Ok(outcome) => outcome,
+                    Err(panic) => Err(format!("handler panicked: {}", panic_message(&panic))),
+                }
+            })
+            .collect();
+        stream::iter(runs)
+            .buffered(concurrency.max(1))
+            .collect()
+            .await
+    }
 }
 
 /// What one drain did.
@@ -84,6 +112,8 @@ pub struct Outbox {
     owner: String,
     policy: OutboxPolicy,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// New events were committed while a drain runs.
+    nudged: tokio::sync::Notify,
 }
 
 impl Outbox {
@@ -100,7 +130,14 @@ impl Outbox {
             owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
             policy,
             metrics: None,
+            nudged: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Tells a running drain that new events were committed: one that is waiting on its
+    /// in-flight batches after an empty claim claims again at once.
+    pub fn nudge(&self) {
+        self.nudged.notify_one();
     }
 
     /// Counts what each drain publishes, fails and dead-letters.
@@ -117,26 +154,72 @@ impl Outbox {
         &self.owner
     }
 
-    /// Drains up to `max_events` events whose time has come.
+    /// Drains up to `max_events` events whose time has come. Up to `PIPELINE_DEPTH` batches
+    /// are in flight: the next claim runs while earlier batches wait on their handlers. Order
+    /// per aggregate holds because an event stays PENDING (and blocks the later events of its
+    /// aggregate) until it is completed.
     pub async fn drain(&self, max_events: i64) -> Result<DrainReport, DbError> {
         let mut report = DrainReport::default();
-        while report.claimed < max_events {
-            let limit = self.policy.batch_size.min(max_events - report.claimed);
-            let batch = self.drain_batch(limit).await?;
-            report.claimed += batch.claimed;
-            report.published += batch.published;
-            report.failed += batch.failed;
-            report.dead_lettered += batch.dead_lettered;
-            // Handlers add events (a delivery adds `communication.sent`): keep going until a
-            // claim comes back empty. A batch with failures ends the drain, so an event that
-            // just failed is not claimed again (its backoff may be shorter than a batch) and a
-            // destination that is down is not hammered within one drain.
-            if batch.claimed == 0 || batch.failed > 0 {
+        let mut in_flight = FuturesUnordered::new();
+        // Claimed but not yet reported, so the drain never claims more than `max_events`.
+        let mut reserved = 0i64;
+        // A claim came back empty; no new claim until a batch that claimed something ends.
+        let mut dry = false;
+        // A batch had failures: no new claim, so an event that just failed is not claimed again
+        // (its backoff may be shorter than a batch) and a destination that is down is not
+        // hammered within one drain.
+        let mut stop = false;
+        let mut failure: Option<DbError> = None;
+        loop {
+            while !stop
+                && !dry
+                && in_flight.len() < PIPELINE_DEPTH
+                && report.claimed + reserved < max_events
+            {
+                let limit = self
+                    .policy
+                    .batch_size
+                    .min(max_events - report.claimed - reserved);
+                reserved += limit;
+                in_flight.push(async move { (limit, self.drain_batch(limit).await) });
+            }
+            let next = if dry && !stop && !in_flight.is_empty() {
+                tokio::select! {
+                    next = in_flight.next() => next,
+                    () = self.nudged.notified() => {
+                        dry = false;
+                        continue;
+                    }
+                }
+            } else {
+                in_flight.next().await
+            };
+            let Some((limit, result)) = next else {
                 break;
+            };
+            reserved -= limit;
+            match result {
+                Ok(batch) => {
+                    report.claimed += batch.claimed;
+                    report.published += batch.published;
+                    report.failed += batch.failed;
+                    report.dead_lettered += batch.dead_lettered;
+                    // Handlers add events (a delivery adds `communication.sent`): keep going
+                    // until a claim comes back empty.
+                    dry = batch.claimed == 0;
+                    stop |= batch.failed > 0;
+                }
+                Err(e) => {
+                    stop = true;
+                    failure.get_or_insert(e);
+                }
             }
         }
         if let Some(metrics) = &self.metrics {
             metrics.record_outbox(report.published, report.failed, report.dead_lettered);
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
         let mut conn = self.pool.get().await?;
         report.remaining = store::backlog(&mut conn).await?.0;
@@ -169,7 +252,37 @@ impl Outbox {
                 payload: &events[i].payload,
             })
             .collect();
-        let results = self.bus.publish(&publications).await;
+        // The bus and every handler work at once; each handler gets the events it still owes
+        // in one call.
+        let concurrency = self.policy.handler_concurrency.max(1);
+        let runs: Vec<_> = self
+            .handlers
+            .iter()
+            .filter_map(|handler| {
+                let owed: Vec<usize> = (0..events.len())
+                    .filter(|&i| {
+                        handler.wants(&events[i].topic) && !events[i].is_done(handler.name())
+                    })
+                    .collect();
+                if owed.is_empty() {
+                    return None;
+                }
+                let batch: Vec<ClaimedEvent> = owed.iter().map(|&i| events[i].clone()).collect();
+                let handler = handler.clone();
+                Some(async move {
+                    let outcomes = AssertUnwindSafe(handler.handle_batch(&batch, concurrency))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            let error = format!("handler panicked: {}", panic_message(&panic));
+                            vec![Err(error); batch.len()]
+                        });
+                    (handler.name(), owed, outcomes)
+                })
+            })
+            .collect();
+        let (results, handled) =
+            futures_util::join!(self.bus.publish(&publications), join_all(runs));
         let mut succeeded: Vec<Vec<&'static str>> = vec![Vec::new(); events.len()];
         for (&i, result) in to_publish.iter().zip(results) {
             match result {
@@ -180,43 +293,18 @@ impl Outbox {
                 Err(e) => errors[i].push(format!("{BUS}: {e}")),
             }
         }
-
-        let jobs: Vec<(usize, Arc<dyn EventHandler>)> = events
-            .iter()
-            .enumerate()
-            .flat_map(|(i, e)| {
-                self.handlers
-                    .iter()
-                    .filter(move |h| h.wants(&e.topic) && !e.is_done(h.name()))
-                    .map(move |h| (i, h.clone()))
-            })
-            .collect();
-        let runs: Vec<_> = jobs
-            .into_iter()
-            .map(|(i, handler)| {
-                let event = events[i].clone();
-                async move {
-                    let name = handler.name();
-                    let outcome = AssertUnwindSafe(handler.handle(&event))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|panic| {
-                            Err(format!("handler panicked: {}", panic_message(&panic)))
-                        });
-                    (i, name, outcome)
-                }
-            })
-            .collect();
-        let outcomes: Vec<(usize, &'static str, Result<(), String>)> = stream::iter(runs)
-            .buffer_unordered(self.policy.handler_concurrency.max(1))
-            .collect()
-            .await;
-        for (i, name, outcome) in outcomes {
-            match outcome {
-                Ok(()) => succeeded[i].push(name),
-                Err(e) => {
-                    tracing::warn!(event_id = %events[i].event_id(), handler = name, error = %e, "outbox handler failed");
-                    errors[i].push(format!("{name}: {e}"));
+        for (name, owed, outcomes) in handled {
+            let mut outcomes = outcomes.into_iter();
+            for i in owed {
+                let outcome = outcomes
+                    .next()
+                    .unwrap_or_else(|| Err("the handler returned no outcome".to_owned()));
+                match outcome {
+                    Ok(()) => succeeded[i].push(name),
+                    Err(e) => {
+                        tracing::warn!(event_id = %events[i].event_id(), handler = name, error = %e, "outbox handler failed");
+                        errors[i].push(format!("{name}: {e}"));
+                    }
                 }
             }
         }

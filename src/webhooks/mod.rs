@@ -340,6 +340,35 @@ impl EventHandler for WebhookFanOut {
         .map(|_| ())
         .map_err(|e| e.to_string())
     }
+
+    /// Fans out the whole batch in one statement.
+    async fn handle_batch(
+        &self,
+        events: &[ClaimedEvent],
+        _concurrency: usize,
+    ) -> Vec<Result<(), String>> {
+        let ids: Vec<String> = events.iter().map(ClaimedEvent::event_id).collect();
+        let rows: Vec<store::FanOutEvent<'_>> = events
+            .iter()
+            .zip(&ids)
+            .filter_map(|(e, id)| {
+                Some(store::FanOutEvent {
+                    tenant_id: e.tenant_id?,
+                    event_id: id,
+                    topic: &e.topic,
+                    payload: &e.payload,
+                })
+            })
+            .collect();
+        let outcome = match self.pool.get().await {
+            Ok(mut conn) => store::fan_out_many(&mut conn, &rows)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        events.iter().map(|_| outcome.clone()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
-use wiremock::matchers::{method, path_regex};
+use wiremock::matchers::{body_string_contains, method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{INTERNAL_KEY, TestApp, json, spawn_app, spawn_app_with, token};
@@ -106,6 +106,66 @@ async fn a_sandbox_message_is_sent_with_its_attempt_and_event() {
     assert_eq!(a[0]["outcome"], "ACCEPTED");
     let sent = "SELECT count(*) AS n FROM outbox_events WHERE topic = 'eventzr.cpaas.communication.sent.v1'";
     assert_eq!(count(&app, sent).await, 1);
+}
+
+#[actix_web::test]
+async fn a_drained_batch_sends_each_message_once_and_a_failure_only_retries_its_own() {
+    let twilio_server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(MESSAGES))
+        .and(body_string_contains("To=%2B14155550100"))
+        .respond_with(server_error())
+        .with_priority(1)
+        .mount(&twilio_server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(MESSAGES))
+        .respond_with(accepted())
+        .with_priority(2)
+        .mount(&twilio_server)
+        .await;
+    let app = spawn_app().await;
+    let (_, t, _) = tenant_with(&app, &[twilio("only", 1, &twilio_server.uri())]).await;
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for n in 0..30 {
+        let to = if n % 10 == 0 {
+            "+14155550100"
+        } else {
+            "+14155552671"
+        };
+        let (status, created) = send(&app, &t, &sms(to)).await;
+        assert_eq!(status, 202, "{created}");
+        let id = created["data"]["id"].as_str().unwrap().to_owned();
+        if n % 10 == 0 {
+            bad.push(id)
+        } else {
+            good.push(id)
+        }
+    }
+    // One drain claims all of them in one batch; three failures stay below the circuit's
+    // threshold, so the failed ones wait for their retry on the same provider.
+    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    for id in &good {
+        let m = message(&app, &t, id).await;
+        assert_eq!(m["status"], "SENT", "{m}");
+        assert_eq!(m["attempts"], 1);
+        let a = attempts(&app, &t, id).await;
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0]["outcome"], "ACCEPTED");
+    }
+    for id in &bad {
+        let m = message(&app, &t, id).await;
+        assert_eq!(m["status"], "QUEUED", "{m}");
+        let a = attempts(&app, &t, id).await;
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0]["outcome"], "TRANSIENT_FAILURE");
+    }
+    assert_eq!(twilio_server.received_requests().await.unwrap().len(), 30);
+    let sent = "SELECT count(*) AS n FROM outbox_events WHERE topic = 'eventzr.cpaas.communication.sent.v1'";
+    assert_eq!(count(&app, sent).await, good.len() as i64);
+    let open = "SELECT count(*) AS n FROM message_attempts WHERE finished_at IS NULL";
+    assert_eq!(count(&app, open).await, 0);
 }
 
 #[actix_web::test]
