@@ -144,9 +144,15 @@ impl Metrics {
         })
     }
 
-    pub fn record_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn record_http(
+        &self,
+        method: &str,
+        route: &str,
+        status: actix_web::http::StatusCode,
+        elapsed: Duration,
+    ) {
         self.http_requests
-            .with_label_values(&[method, route, status.to_string().as_str()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
         self.http_duration
             .with_label_values(&[method, route])
@@ -237,7 +243,7 @@ pub async fn track_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
@@ -251,7 +257,7 @@ pub async fn track_requests(
             Ok(res) => res.status(),
             Err(e) => e.as_response_error().status_code(),
         };
-        metrics.record_http(&method, &route, status.as_u16(), started.elapsed());
+        metrics.record_http(method.as_str(), &route, status, started.elapsed());
     }
     res
 }

@@ -140,3 +140,28 @@ pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
 
 /// A pool shared by the whole process.
 pub type SharedPool = Arc<DbPool>;
+
+/// Rows of `table` with status PENDING, and the age in seconds of the oldest of them (0 when
+/// there are none). `table` is one of this crate's queue tables, never user input.
+pub(crate) async fn pending_backlog(
+    conn: &mut AsyncPgConnection,
+    table: &'static str,
+) -> diesel::QueryResult<(i64, f64)> {
+    use diesel::sql_types::{BigInt, Double};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Backlog {
+        #[diesel(sql_type = BigInt)]
+        pending: i64,
+        #[diesel(sql_type = Double)]
+        oldest_secs: f64,
+    }
+    let b: Backlog = diesel::sql_query(format!(
+        "SELECT count(*) AS pending, \
+           coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_secs \
+         FROM {table} WHERE status = 'PENDING'"
+    ))
+    .get_result(conn)
+    .await?;
+    Ok((b.pending, b.oldest_secs))
+}

@@ -74,30 +74,6 @@ pub struct ClaimedDelivery {
     pub webhook_live: bool,
 }
 
-/// Creates one delivery of an event for each of the tenant's active webhooks subscribed to its
-/// topic (or to `*`). A repeated call for the same event adds nothing.
-pub async fn fan_out(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    event_id: &str,
-    topic: &str,
-    payload: &Value,
-) -> QueryResult<usize> {
-    diesel::sql_query(
-        "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, topic, payload) \
-         SELECT w.tenant_id, w.id, $2, $3, $4 FROM webhooks w \
-         WHERE w.tenant_id = $1 AND w.deleted_at IS NULL AND w.is_active \
-           AND ($3 = ANY(w.events) OR '*' = ANY(w.events)) \
-         ON CONFLICT ON CONSTRAINT webhook_deliveries_once DO NOTHING",
-    )
-    .bind::<SqlUuid, _>(tenant_id)
-    .bind::<Text, _>(event_id)
-    .bind::<Text, _>(topic)
-    .bind::<Jsonb, _>(payload)
-    .execute(conn)
-    .await
-}
-
 /// One event to fan out.
 pub struct FanOutEvent<'a> {
     pub tenant_id: Uuid,
@@ -106,7 +82,8 @@ pub struct FanOutEvent<'a> {
     pub payload: &'a Value,
 }
 
-/// `fan_out` for many events in one statement.
+/// Creates one delivery of each event for each of its tenant's active webhooks subscribed to
+/// its topic (or to `*`), in one statement. A repeated call for the same event adds nothing.
 pub async fn fan_out_many(
     conn: &mut AsyncPgConnection,
     events: &[FanOutEvent<'_>],
@@ -349,19 +326,5 @@ pub async fn delete_finished_before(
 
 /// Pending deliveries and the age of the oldest one, in seconds.
 pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, f64)> {
-    #[derive(QueryableByName)]
-    struct Backlog {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        pending: i64,
-        #[diesel(sql_type = Double)]
-        oldest_age_secs: f64,
-    }
-    let b: Backlog = diesel::sql_query(
-        "SELECT count(*) AS pending, \
-           COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age_secs \
-         FROM webhook_deliveries WHERE status = 'PENDING'",
-    )
-    .get_result(conn)
-    .await?;
-    Ok((b.pending, b.oldest_age_secs))
+    super::pending_backlog(conn, "webhook_deliveries").await
 }

@@ -203,21 +203,7 @@ pub async fn release(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<u
 
 /// Pending events and the age of the oldest, in seconds.
 pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, f64)> {
-    #[derive(QueryableByName)]
-    struct Backlog {
-        #[diesel(sql_type = BigInt)]
-        pending: i64,
-        #[diesel(sql_type = Double)]
-        oldest_secs: f64,
-    }
-    let b: Backlog = diesel::sql_query(
-        "SELECT count(*) AS pending, \
-           coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_secs \
-         FROM outbox_events WHERE status = 'PENDING'",
-    )
-    .get_result(conn)
-    .await?;
-    Ok((b.pending, b.oldest_secs))
+    crate::db::pending_backlog(conn, "outbox_events").await
 }
 
 /// A dead-lettered event.

@@ -328,17 +328,18 @@ impl EventHandler for WebhookFanOut {
         let Some(tenant_id) = event.tenant_id else {
             return Ok(());
         };
-        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-        store::fan_out(
-            &mut conn,
+        let event_id = event.event_id();
+        let row = store::FanOutEvent {
             tenant_id,
-            &event.event_id(),
-            &event.topic,
-            &event.payload,
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+            event_id: &event_id,
+            topic: &event.topic,
+            payload: &event.payload,
+        };
+        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        store::fan_out_many(&mut conn, &[row])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Fans out the whole batch in one statement.
