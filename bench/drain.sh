@@ -27,15 +27,22 @@ ensure_pg_max_connections 500
 NATS_PORT=$(url_port "$NATS" 4222)
 ensure_nats
 
-step "building the release binary"
-cargo build --release --quiet --bin cpaas
+# CPAAS_BIN measures a given binary (two builds compared in one session); by default the
+# release binary of this checkout is built.
+if [ -n "${CPAAS_BIN:-}" ]; then
+  BIN=$CPAAS_BIN
+else
+  step "building the release binary"
+  cargo build --release --quiet --bin cpaas
+  BIN=target/release/cpaas
+fi
 pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-target/release/cpaas mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
+"$BIN" mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
 pids+=($!)
 
 service() { # $1 = OUTBOX_ENABLED
@@ -43,7 +50,7 @@ service() { # $1 = OUTBOX_ENABLED
     DEV_KEYS_DIR=/tmp/cpaas-bench-keys DATABASE_POOL_SIZE=16 LOG_FORMAT=json RUST_LOG=warn \
     NATS_URL=$NATS NATS_STREAM=BENCH_$RUN NATS_SUBJECT_PREFIX=bench$RUN. CONSUMERS_ENABLED=false \
     RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 OUTBOX_ENABLED=$1 SCHEDULER_ENABLED=$1 \
-    target/release/cpaas serve >/dev/null 2>&1 &
+    "$BIN" serve >/dev/null 2>&1 &
   svc=$!
   pids+=("$svc")
   for _ in $(seq 1 100); do
@@ -72,8 +79,14 @@ for _ in $(seq 1 $((MESSAGES / 1000))); do
 done
 kill "$svc"; wait "$svc" 2>/dev/null || true
 
+# CPU time (clock ticks) of one process, and busy ticks of the whole machine.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+nats_pid=$(pgrep -x nats-server | head -n 1 || true)
+
 step "draining with the OutboxActor (NATS stream BENCH_$RUN)"
 start=$(date +%s.%N)
+busy0=$(busy_ticks); mock0=$(proc_ticks "${pids[0]}"); nats0=$(proc_ticks "${nats_pid:-0}")
 service true
 # Progress is read from the mock's counter (one cheap HTTP call) until every send has reached
 # it; only then is PostgreSQL asked whether the outbox is empty, so the measuring does not
@@ -87,6 +100,7 @@ while :; do
   sleep 0.1
 done
 end=$(date +%s.%N)
+cpu_split="$(( $(busy_ticks) - busy0 )) $(proc_ticks "$svc") $(( $(proc_ticks "${pids[0]}") - mock0 )) $(( $(proc_ticks "${nats_pid:-0}") - nats0 )) $(getconf CLK_TCK)"
 dead=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM outbox_events WHERE status = 'DEAD'")
 sent=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM messages WHERE status = 'SENT'")
 [ "$dead" = 0 ] || die "$dead outbox events were dead-lettered"
@@ -124,9 +138,9 @@ pg_start=$(date +%s.%N)
 "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c 2 -j 2 -t $(( (tx + 1) / 2 + 1 )) -f /tmp/cpaas_claim.sql "$DB" >/dev/null 2>&1
 pg_end=$(date +%s.%N)
 
-python3 - "$MESSAGES" "$events" "$start" "$end" "$pg_start" "$pg_end" "$rss_kb" "$mock_seen" <<'PY'
+python3 - "$MESSAGES" "$events" "$start" "$end" "$pg_start" "$pg_end" "$rss_kb" "$mock_seen" $cpu_split <<'PY'
 import json, sys
-messages, events, start, end, pg_start, pg_end, rss, mock = sys.argv[1:]
+messages, events, start, end, pg_start, pg_end, rss, mock, busy, svc, mock_cpu, nats, hz = sys.argv[1:]
 t = float(end) - float(start); pt = float(pg_end) - float(pg_start)
 mps = int(messages) / t; eps = int(events) / t; base = int(events) / pt
 print()
@@ -135,4 +149,8 @@ print(f"pgbench claim+complete   : {pt:6.1f} s   {base:8.0f} events/s")
 print(f"ratio events/s           : {eps / base:8.2f}")
 print(f"service peak RSS         : {int(rss) / 1024:8.1f} MiB")
 print(f"mock providers           : {mock}")
+busy, svc, mock_cpu, nats, hz = (int(x) for x in (busy, svc, mock_cpu, nats, hz))
+other = busy - svc - mock_cpu - nats
+print(f"CPU during the drain     : {busy / hz / t:4.2f} of 2 cores busy; of that: service {svc / busy:.0%}, "
+      f"PostgreSQL and the rest {other / busy:.0%}, mock providers {mock_cpu / busy:.0%}, nats-server {nats / busy:.0%}")
 PY

@@ -21,19 +21,26 @@ RUN=$(date +%s)
 ensure_postgres
 NATS_PORT=$(url_port "$NATS" 4222)
 ensure_nats
-step "building the release binary"
-cargo build --release --quiet --bin cpaas
+# CPAAS_BIN measures a given binary (two builds compared in one session); by default the
+# release binary of this checkout is built.
+if [ -n "${CPAAS_BIN:-}" ]; then
+  BIN=$CPAAS_BIN
+else
+  step "building the release binary"
+  cargo build --release --quiet --bin cpaas
+  BIN=target/release/cpaas
+fi
 pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-target/release/cpaas mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
+"$BIN" mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
 pids+=($!)
 DATABASE_URL=$DB_URL LISTEN_ADDR=127.0.0.1:$PORT APP_ENV=development SEED_ON_START=true \
   DEV_KEYS_DIR=/tmp/cpaas-bench-keys DATABASE_POOL_SIZE=16 LOG_FORMAT=json RUST_LOG=warn \
   NATS_URL=$NATS NATS_STREAM=LAT_$RUN NATS_SUBJECT_PREFIX=lat$RUN. CONSUMERS_ENABLED=false \
   RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 \
-  target/release/cpaas serve >/dev/null 2>&1 &
+  "$BIN" serve >/dev/null 2>&1 &
 svc=$!
 pids+=("$svc")
 for _ in $(seq 1 100); do

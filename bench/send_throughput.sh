@@ -23,8 +23,15 @@ ensure_pg_max_connections 500
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1)
 
-step "building the release binary"
-cargo build --release --quiet --bin cpaas
+# CPAAS_BIN measures a given binary (two builds compared in one session); by default the
+# release binary of this checkout is built.
+if [ -n "${CPAAS_BIN:-}" ]; then
+  BIN=$CPAAS_BIN
+else
+  step "building the release binary"
+  cargo build --release --quiet --bin cpaas
+  BIN=target/release/cpaas
+fi
 
 step "fresh database $DB"
 pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
@@ -34,7 +41,7 @@ log=$(mktemp)
 DATABASE_URL=$DB_URL LISTEN_ADDR=127.0.0.1:$PORT APP_ENV=development SEED_ON_START=true \
   DEV_KEYS_DIR=$(mktemp -d) DATABASE_POOL_SIZE=$POOL LOG_FORMAT=json RUST_LOG=warn \
   RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 OUTBOX_ENABLED=false SCHEDULER_ENABLED=false \
-  target/release/cpaas serve >"$log" 2>&1 &
+  "$BIN" serve >"$log" 2>&1 &
 svc=$!
 trap 'kill $svc 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
