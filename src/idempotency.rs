@@ -27,6 +27,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::db::cached::CacheStatement;
 use crate::db::schema::idempotency_keys;
 use crate::envelope::{Meta, Page, render_envelope};
 use crate::error::{ApiError, ApiResult, ErrorCode};
@@ -196,6 +197,7 @@ impl Idempotency {
                 .bind::<Text, _>(format!("{scope}:{}", k.key))
                 .sql(", 7))"),
         )
+        .cached()
         .get_result(conn)
         .await?;
         if !locked {
@@ -275,6 +277,7 @@ impl Idempotency {
                     idempotency_keys::created_at.eq(now),
                     idempotency_keys::expires_at.eq(expires_at),
                 ))
+                .cached()
                 .execute(conn)
                 .await?;
         }

@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::cached::CacheStatement;
 use super::schema::{message_attempts, messages};
 
 /// A message row.
@@ -99,13 +100,24 @@ pub async fn insert_messages(
 ) -> QueryResult<Vec<Message>> {
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(1000) {
-        out.extend(
-            diesel::insert_into(messages::table)
-                .values(chunk)
-                .returning(Message::as_returning())
-                .get_results(conn)
-                .await?,
-        );
+        out.extend(match chunk {
+            // One row (every single send) has one SQL text, so its statement is kept.
+            [row] => {
+                diesel::insert_into(messages::table)
+                    .values(row)
+                    .returning(Message::as_returning())
+                    .cached()
+                    .get_results(conn)
+                    .await?
+            }
+            _ => {
+                diesel::insert_into(messages::table)
+                    .values(chunk)
+                    .returning(Message::as_returning())
+                    .get_results(conn)
+                    .await?
+            }
+        });
     }
     Ok(out)
 }

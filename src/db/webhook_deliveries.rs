@@ -12,6 +12,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::cached::CacheStatement;
+
 use super::schema::{webhook_deliveries, webhook_delivery_attempts, webhooks};
 
 /// A delivery as the API lists it.
@@ -128,6 +130,7 @@ pub async fn fan_out_many(
     .bind::<Array<Text>, _>(&ids)
     .bind::<Array<Text>, _>(&topics)
     .bind::<Array<Jsonb>, _>(&payloads)
+    .cached()
     .execute(conn)
     .await
 }
@@ -156,6 +159,7 @@ pub async fn claim(
     .bind::<Text, _>(owner)
     .bind::<Double, _>(lease.as_secs_f64())
     .bind::<diesel::sql_types::BigInt, _>(limit)
+    .cached()
     .load(conn)
     .await
 }
@@ -228,6 +232,7 @@ pub async fn record(
         .bind::<Nullable<Text>, _>(&r.error)
         .bind::<Nullable<Timestamptz>, _>(delivered_at)
         .bind::<Nullable<Timestamptz>, _>(failed_at)
+        .cached()
         .execute(conn)
         .await?;
     }

@@ -11,6 +11,8 @@ use diesel::sql_types::{Double, Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::cached::CacheStatement;
+
 /// Whether a provider may be tried now.
 pub fn allows(state: &str, opened_at: Option<DateTime<Utc>>, cooldown: Duration) -> bool {
     match state {
@@ -33,6 +35,7 @@ pub async fn record_success(conn: &mut AsyncPgConnection, provider_id: Uuid) -> 
                             OR health_state <> 'HEALTHY')",
     )
     .bind::<SqlUuid, _>(provider_id)
+    .cached()
     .execute(conn)
     .await
     .map(|_| ())
@@ -70,6 +73,7 @@ pub async fn record_failure(
     .bind::<SqlUuid, _>(provider_id)
     .bind::<Text, _>(error)
     .bind::<Integer, _>(threshold)
+    .cached()
     .get_result(conn)
     .await?;
     Ok(after.circuit_state == "OPEN" && after.was.as_deref() != Some("OPEN"))
@@ -89,6 +93,7 @@ pub async fn half_open_if_due(
     )
     .bind::<SqlUuid, _>(provider_id)
     .bind::<Double, _>(cooldown.as_secs_f64())
+    .cached()
     .execute(conn)
     .await
     .map(|n| n == 1)
@@ -111,6 +116,7 @@ pub async fn record_probe_failure(
     )
     .bind::<SqlUuid, _>(provider_id)
     .bind::<Text, _>(format!("probe: {error}"))
+    .cached()
     .execute(conn)
     .await
     .map(drop)

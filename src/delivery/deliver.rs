@@ -18,6 +18,7 @@ use super::circuit;
 use super::events;
 use super::registry::ProviderRegistry;
 use crate::config::Settings;
+use crate::db::cached::CacheStatement;
 use crate::db::messages::Message;
 use crate::db::providers::Provider;
 use crate::db::schema::{message_attempts, messages, providers};
@@ -702,6 +703,7 @@ impl Delivery {
                 .bind::<Array<SqlUuid>, _>(&provider_ids)
                 .bind::<Array<Text>, _>(&kinds)
                 .bind::<Timestamptz, _>(now)
+                .cached()
                 .load(conn)
                 .await?;
                 let updated: HashMap<Uuid, Message> =
@@ -788,6 +790,7 @@ impl Delivery {
                 .bind::<Array<Integer>, _>(&latencies)
                 .bind::<Array<Text>, _>(&provider_message_ids)
                 .bind::<Timestamptz, _>(now)
+                .cached()
                 .execute(conn)
                 .await?;
                 let locked: Vec<Message> = messages::table
@@ -836,6 +839,7 @@ impl Delivery {
                     .bind::<Array<Text>, _>(&pmids)
                     .bind::<Array<BigInt>, _>(&costs)
                     .bind::<Timestamptz, _>(now)
+                    .cached()
                     .load(conn)
                     .await?;
                     let events_out: Vec<_> = sent.iter().map(events::sent).collect();

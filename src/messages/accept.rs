@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::MessageStatus;
+use crate::db::cached::CacheStatement;
 use crate::db::messages::{self as db, Message, NewMessage};
 use crate::domain::ids::TemplateId;
 use crate::domain::recipient::Recipient;
@@ -249,6 +250,7 @@ async fn opted_out(
     )
     .bind::<SqlUuid, _>(tenant_id)
     .bind::<Array<Text>, _>(recipients)
+    .cached()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.recipient, r.channel)).collect())

@@ -15,9 +15,10 @@ pub use process::{DrainReport, EventHandler, Outbox, OutboxPolicy};
 
 use diesel::prelude::*;
 use diesel_async::{AnsiTransactionManager, TransactionManager};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
 
+use crate::db::cached::CacheStatement;
 use crate::db::schema::outbox_events;
 
 /// The channel `NOTIFY`'d when events are committed.
@@ -93,13 +94,25 @@ pub async fn enqueue(
         })
         .collect();
     for chunk in rows.chunks(5000) {
-        diesel::insert_into(outbox_events::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
+        match chunk {
+            // One event has one SQL text, so its statement is kept.
+            [row] => {
+                diesel::insert_into(outbox_events::table)
+                    .values(row)
+                    .cached()
+                    .execute(conn)
+                    .await?
+            }
+            _ => {
+                diesel::insert_into(outbox_events::table)
+                    .values(chunk)
+                    .execute(conn)
+                    .await?
+            }
+        };
     }
-    diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}"))
-        .execute(conn)
+    // A simple query: one round trip, nothing to prepare.
+    conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}"))
         .await?;
     Ok(())
 }

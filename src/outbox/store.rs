@@ -12,6 +12,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::db::cached::CacheStatement;
+
 /// A claimed event.
 #[derive(Clone, Debug, QueryableByName)]
 pub struct ClaimedEvent {
@@ -64,12 +66,10 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> QueryResult<Vec<ClaimedEvent>> {
-    use diesel_async::AsyncConnection;
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
     let owner = owner.to_owned();
     conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        diesel::sql_query("SET LOCAL enable_sort = off")
-            .execute(conn)
-            .await?;
+        conn.batch_execute("SET LOCAL enable_sort = off").await?;
         claim_statement(conn, &owner, lease, limit).await
     })
     .await
@@ -99,6 +99,7 @@ async fn claim_statement(
     .bind::<Text, _>(owner)
     .bind::<Double, _>(lease.as_secs_f64())
     .bind::<BigInt, _>(limit)
+    .cached()
     .load(conn)
     .await
     .map(|mut rows: Vec<ClaimedEvent>| {
@@ -123,6 +124,7 @@ pub async fn complete(
     )
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Text, _>(owner)
+    .cached()
     .execute(conn)
     .await
 }
@@ -139,6 +141,7 @@ pub async fn mark_destination(
     )
     .bind::<SqlUuid, _>(id)
     .bind::<Text, _>(destination)
+    .cached()
     .execute(conn)
     .await
 }
@@ -179,6 +182,7 @@ pub async fn fail(
     .bind::<Text, _>(error)
     .bind::<Double, _>(delay.as_secs_f64())
     .bind::<Integer, _>(max_attempts)
+    .cached()
     .get_result(conn)
     .await?;
     Ok(if outcome.status == "DEAD" {
@@ -197,6 +201,7 @@ pub async fn release(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<u
          WHERE lease_owner = $1 AND status = 'PENDING'",
     )
     .bind::<Text, _>(owner)
+    .cached()
     .execute(conn)
     .await
 }
@@ -243,6 +248,7 @@ pub async fn list_dead(
     )
     .bind::<Nullable<SqlUuid>, _>(before)
     .bind::<BigInt, _>(limit + 1)
+    .cached()
     .load(conn)
     .await
 }
@@ -255,6 +261,7 @@ pub async fn redrive(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool
          WHERE id = $1 AND status = 'DEAD'",
     )
     .bind::<SqlUuid, _>(id)
+    .cached()
     .execute(conn)
     .await
     .map(|n| n == 1)
@@ -267,6 +274,7 @@ pub async fn purge_done(conn: &mut AsyncPgConnection, retention: Duration) -> Qu
          AND completed_at < now() - make_interval(secs => $1)",
     )
     .bind::<Double, _>(retention.as_secs_f64())
+    .cached()
     .execute(conn)
     .await
 }
@@ -280,6 +288,7 @@ pub async fn dead_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     }
     let c: Count =
         diesel::sql_query("SELECT count(*) AS n FROM outbox_events WHERE status = 'DEAD'")
+            .cached()
             .get_result(conn)
             .await?;
     Ok(c.n)

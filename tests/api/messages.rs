@@ -7,7 +7,9 @@ use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{DEV_TENANT, TestApp, admin_token, code, json, spawn_app, token};
+use crate::helpers::{
+    DEV_TENANT, TestApp, admin_token, code, json, spawn_app, spawn_app_with, token,
+};
 
 pub fn sender(tier: &str) -> String {
     token(DEV_TENANT, &["developer"], tier)
@@ -48,6 +50,41 @@ pub async fn tenant_with_sandbox(app: &TestApp, tier: &str) -> (Uuid, String) {
         .await;
     assert_eq!(res.status(), 201);
     (tenant, token(tenant, &["developer"], tier))
+}
+
+/// The statements of a send are prepared once per connection and reused by the next sends
+/// (one round trip each instead of two).
+#[actix_web::test]
+async fn sends_reuse_their_prepared_statements() {
+    let app = spawn_app_with(|env| {
+        env.insert("DATABASE_POOL_SIZE".into(), "1".into());
+    })
+    .await;
+    let prepared = "SELECT count(*) AS n FROM pg_prepared_statements";
+    let (status, body) = send(&app, &sender("professional"), &sms("+14155552671")).await;
+    assert_eq!(status, 202, "{body}");
+    let after_first = count(&app, prepared).await;
+    let kept = count(
+        &app,
+        "SELECT count(*) AS n FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT recipient, channel FROM opt_outs%' \
+            OR statement LIKE 'INSERT INTO \"messages\"%' \
+            OR statement LIKE 'INSERT INTO \"outbox_events\"%'",
+    )
+    .await;
+    assert_eq!(
+        kept, 3,
+        "the opt-out look-up and both inserts stay prepared"
+    );
+    for to in ["+447911123456", "+33612345678", "+4915123456789"] {
+        let (status, body) = send(&app, &sender("professional"), &sms(to)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_eq!(
+        count(&app, prepared).await,
+        after_first,
+        "later sends prepare nothing new"
+    );
 }
 
 #[actix_web::test]

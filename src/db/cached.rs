@@ -1,0 +1,47 @@
+//! Server-side prepared statements for queries diesel would otherwise prepare on every run.
+//!
+//! diesel keeps a per-connection cache of prepared statements, but only for queries it can
+//! prove produce the same SQL each time. Raw SQL (`sql_query`), every `UPDATE`, and inserts
+//! of rows with optional columns are marked unsafe to cache, so each run costs a parse round
+//! trip before the execute one. On the send and delivery paths that is a third of all round
+//! trips. [`CacheStatement::cached`] marks a query safe: the cache is then keyed by the SQL
+//! text itself (and the bind types), which is correct whatever built the text. Use it only on
+//! statements whose text takes a few shapes at most (fixed SQL, one row, a fixed changeset):
+//! each distinct text stays prepared on the connection for its lifetime.
+
+use diesel::QueryResult;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+
+/// A query whose prepared statement is kept on the connection, keyed by its SQL text.
+#[derive(Debug, Clone, Copy)]
+pub struct Cached<Q>(Q);
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Cached<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+/// No static query id: the statement cache falls back to the SQL text as the key.
+impl<Q> QueryId for Cached<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Cached<Q> {
+    type SqlType = Q::SqlType;
+}
+
+/// Marks a query's prepared statement as reusable.
+pub trait CacheStatement: Sized {
+    fn cached(self) -> Cached<Self> {
+        Cached(self)
+    }
+}
+
+impl<Q: QueryFragment<Pg>> CacheStatement for Q {}
