@@ -19,7 +19,7 @@ use super::events;
 use super::registry::ProviderRegistry;
 use crate::config::Settings;
 use crate::db::cached::CacheStatement;
-use crate::db::messages::Message;
+use crate::db::messages::{MESSAGE_COLUMNS, Message};
 use crate::db::providers::Provider;
 use crate::db::schema::{message_attempts, messages, providers};
 use crate::db::{DbError, DbPool};
@@ -686,7 +686,7 @@ impl Delivery {
                 let ids: Vec<Uuid> = going.iter().map(|g| g.0.id).collect();
                 let provider_ids: Vec<Uuid> = going.iter().map(|g| g.1.id).collect();
                 let kinds: Vec<String> = going.iter().map(|g| g.1.kind.clone()).collect();
-                let updated: Vec<Message> = diesel::sql_query(
+                let updated: Vec<Message> = diesel::sql_query(format!(
                     "UPDATE messages m SET status = 'SENDING', attempts = m.attempts + 1, \
                        provider_attempts = CASE WHEN m.provider_id IS DISTINCT FROM v.provider_id \
                                                 THEN 1 ELSE m.provider_attempts + 1 END, \
@@ -697,8 +697,8 @@ impl Delivery {
                        next_attempt_at = NULL, updated_at = $4 \
                      FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(id, provider_id, provider_kind) \
                      WHERE m.id = v.id AND m.id = ANY($1) \
-                     RETURNING m.*",
-                )
+                     RETURNING {MESSAGE_COLUMNS}",
+                ))
                 .bind::<Array<SqlUuid>, _>(&ids)
                 .bind::<Array<SqlUuid>, _>(&provider_ids)
                 .bind::<Array<Text>, _>(&kinds)
@@ -825,7 +825,7 @@ impl Delivery {
                     circuit::record_success(conn, provider_id).await?;
                 }
                 if !sending.is_empty() {
-                    let sent: Vec<Message> = diesel::sql_query(
+                    let sent: Vec<Message> = diesel::sql_query(format!(
                         "UPDATE messages m SET status = 'SENT', \
                            provider_message_id = v.provider_message_id, \
                            cost_usd_micros = v.cost, sent_at = $4, updated_at = $4, \
@@ -833,8 +833,8 @@ impl Delivery {
                          FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
                            AS v(id, provider_message_id, cost) \
                          WHERE m.id = v.id AND m.id = ANY($1) \
-                         RETURNING m.*",
-                    )
+                         RETURNING {MESSAGE_COLUMNS}",
+                    ))
                     .bind::<Array<SqlUuid>, _>(&sending)
                     .bind::<Array<Text>, _>(&pmids)
                     .bind::<Array<BigInt>, _>(&costs)

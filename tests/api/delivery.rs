@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::matchers::{body_string_contains, method, path_regex};
@@ -106,6 +107,37 @@ async fn a_sandbox_message_is_sent_with_its_attempt_and_event() {
     assert_eq!(a[0]["outcome"], "ACCEPTED");
     let sent = "SELECT count(*) AS n FROM outbox_events WHERE topic = 'eventzr.cpaas.communication.sent.v1'";
     assert_eq!(count(&app, sent).await, 1);
+}
+
+/// Statements stay prepared on each connection. A migration that adds columns while the
+/// process runs (a rolling deploy) must not break the statements already prepared.
+#[actix_web::test]
+async fn columns_added_while_running_break_no_prepared_statement() {
+    // Two connections: the drain endpoint holds one (its idempotency transaction), so the
+    // drain runs its statements on the other, before and after the migration.
+    let app = spawn_app_with(|env| {
+        env.insert("DATABASE_POOL_SIZE".into(), "2".into());
+    })
+    .await;
+    let t = sender("professional");
+    let send_and_deliver = || async {
+        let (status, created) = send(&app, &t, &sms("+14155552671")).await;
+        assert_eq!(status, 202, "{created}");
+        let report = internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+        assert_eq!(report["failed"], 0, "{report}");
+        let id = created["data"]["id"].as_str().unwrap();
+        message(&app, &t, id).await["status"].clone()
+    };
+    assert_eq!(send_and_deliver().await, "SENT");
+    let mut conn = app.pool.get().await.unwrap();
+    for table in ["messages", "message_attempts", "outbox_events", "providers"] {
+        diesel::sql_query(format!("ALTER TABLE {table} ADD COLUMN rollout_note text"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    assert_eq!(send_and_deliver().await, "SENT");
 }
 
 #[actix_web::test]
