@@ -183,6 +183,19 @@ impl Idempotency {
         self.key.is_some()
     }
 
+    /// The answer to a request without a key: rendered and stored nowhere, so it needs no
+    /// connection. Handlers whose work takes its own connections use it to avoid holding one
+    /// (and a transaction) for the whole run when there is no key to record.
+    pub fn unkeyed<T: Serialize>(meta: &Meta, status: StatusCode, data: &T) -> ApiResult<Reply> {
+        let body = render_envelope(data, None, meta).map_err(ApiError::internal)?;
+        Ok(Reply {
+            status,
+            body,
+            replayed: false,
+            headers: Vec::new(),
+        })
+    }
+
     /// Call first, inside the transaction. `Some(reply)` is the stored answer to return as is.
     pub async fn begin(
         &self,

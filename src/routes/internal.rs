@@ -57,6 +57,12 @@ pub async fn process_outbox(
         ));
     }
     let meta = Meta::of(&req);
+    // Without a key there is nothing to record: the drain runs on its own connections and no
+    // transaction stays open meanwhile.
+    if !idempotency.is_keyed() {
+        let report = state.outbox.drain(max).await?;
+        return Idempotency::unkeyed(&meta, StatusCode::OK, &report);
+    }
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
@@ -158,18 +164,24 @@ pub async fn sync_templates(
     idempotency: Idempotency,
 ) -> ApiResult<Reply> {
     let meta = Meta::of(&req);
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
-            return Ok(replay);
-        }
+    let sync = async || {
         let started = std::time::Instant::now();
         let report =
             crate::jobs::sync_templates::sync(&state.pool, state.delivery.registry()).await;
         state
             .metrics
             .record_job("sync-templates", report.is_ok(), started.elapsed());
-        let report = report?;
+        report
+    };
+    if !idempotency.is_keyed() {
+        return Idempotency::unkeyed(&meta, StatusCode::OK, &sync().await?);
+    }
+    let mut conn = state.pool.get().await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
+            return Ok(replay);
+        }
+        let report = sync().await?;
         idempotency
             .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &report, None)
             .await

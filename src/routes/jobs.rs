@@ -59,7 +59,14 @@ pub async fn run_job(
     // connection. A duplicate arriving during the run gets 409 ERR_CPAAS_DUPLICATE_REQUEST
     // rather than a second run; one arriving after gets the stored report. If the run fails,
     // or storing the report does, nothing is kept under the key and a retry runs the job
-    // again (jobs are safe to repeat).
+    // again (jobs are safe to repeat). Without a key there is nothing to record, and no
+    // connection is held while the job runs.
+    if !idempotency.is_keyed() {
+        let report = jobs::run_job(&name, &state)
+            .await
+            .ok_or_else(|| unknown_job(&name))??;
+        return Idempotency::unkeyed(&meta, StatusCode::OK, &report);
+    }
     let mut conn = state.pool.get().await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {

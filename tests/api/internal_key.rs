@@ -69,3 +69,39 @@ async fn an_unknown_job_is_a_404() {
     assert_eq!(status, 404);
     assert_eq!(code(&body), "ERR_CPAAS_NOT_FOUND");
 }
+
+/// Operator endpoints called without an Idempotency-Key hold no connection while their work
+/// takes its own: with a pool of one connection, the drain, a job and the template sync all
+/// answer, and the drain does its work.
+#[actix_web::test]
+async fn work_without_an_idempotency_key_pins_no_connection() {
+    let app = spawn_app_with(|env| {
+        env.insert("DATABASE_POOL_SIZE".into(), "1".into());
+    })
+    .await;
+    let (status, body) = crate::messages::send(
+        &app,
+        &crate::messages::sender("professional"),
+        &crate::messages::sms("+14155552671"),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    for (path, check) in [
+        ("/cpaas/v1/_internal/process-outbox", "claimed"),
+        ("/cpaas/v1/jobs/retry-due", "job"),
+        ("/cpaas/v1/_internal/sync-templates", "providers"),
+    ] {
+        let res = app
+            .client
+            .post(app.url(path))
+            .header("x-internal-api-key", INTERNAL_KEY)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(res).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(!body["data"][check].is_null(), "{path}: {body}");
+    }
+    let sent = "SELECT count(*) AS n FROM messages WHERE status = 'SENT'";
+    assert_eq!(crate::messages::count(&app, sent).await, 1);
+}
