@@ -6,7 +6,7 @@
 //! trip before the execute one. On the send and delivery paths that is a third of all round
 //! trips. [`CacheStatement::cached`] marks a query safe: the cache is then keyed by the SQL
 //! text itself (and the bind types), which is correct whatever built the text. Use it only on
-//! statements whose text takes a few shapes at most (fixed SQL, one row, a fixed changeset):
+//! statements whose text takes a bounded set of shapes (fixed SQL, one row, a fixed changeset):
 //! each distinct text stays prepared on the connection for its lifetime.
 
 use diesel::QueryResult;

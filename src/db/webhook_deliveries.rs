@@ -13,7 +13,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::cached::CacheStatement;
-
 use super::schema::{webhook_deliveries, webhook_delivery_attempts, webhooks};
 
 /// A delivery as the API lists it.

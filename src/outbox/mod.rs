@@ -95,7 +95,7 @@ pub async fn enqueue(
         .collect();
     for chunk in rows.chunks(5000) {
         match chunk {
-            // One event has one SQL text, so its statement is kept.
+            // One event: one SQL text, so its statement is kept.
             [row] => {
                 diesel::insert_into(outbox_events::table)
                     .values(row)
