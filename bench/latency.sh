@@ -21,15 +21,7 @@ RUN=$(date +%s)
 ensure_postgres
 NATS_PORT=$(url_port "$NATS" 4222)
 ensure_nats
-# CPAAS_BIN measures a given binary (two builds compared in one session); by default the
-# release binary of this checkout is built.
-if [ -n "${CPAAS_BIN:-}" ]; then
-  BIN=$CPAAS_BIN
-else
-  step "building the release binary"
-  cargo build --release --quiet --bin cpaas
-  BIN=target/release/cpaas
-fi
+cpaas_binary
 pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 
 pids=()

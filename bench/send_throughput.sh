@@ -23,15 +23,7 @@ ensure_pg_max_connections 500
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1)
 
-# CPAAS_BIN measures a given binary (two builds compared in one session); by default the
-# release binary of this checkout is built.
-if [ -n "${CPAAS_BIN:-}" ]; then
-  BIN=$CPAAS_BIN
-else
-  step "building the release binary"
-  cargo build --release --quiet --bin cpaas
-  BIN=target/release/cpaas
-fi
+cpaas_binary
 
 step "fresh database $DB"
 pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"

@@ -267,3 +267,15 @@ ensure_nats() {
     *) warn "the NATS server on $NATS_HOST:$NATS_PORT does not report JetStream; start it with -js" ;;
   esac
 }
+
+# Sets BIN to the cpaas binary a benchmark runs: CPAAS_BIN when set (two builds compared in one
+# session), otherwise this checkout's release build, built now.
+cpaas_binary() {
+  if [ -n "${CPAAS_BIN:-}" ]; then
+    BIN=$CPAAS_BIN
+  else
+    step "building the release binary"
+    cargo build --release --quiet --bin cpaas
+    BIN=target/release/cpaas
+  fi
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use wiremock::matchers::{body_string_contains, method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{INTERNAL_KEY, TestApp, json, spawn_app, spawn_app_with, token};
+use crate::helpers::{TestApp, json, spawn_app, spawn_app_with, token};
 use crate::messages::{count, send, sender, sms};
 
 const MESSAGES: &str = r"^/2010-04-01/Accounts/AC[0-9a-f]+/Messages\.json$";
@@ -46,20 +46,6 @@ async fn tenant_with(app: &TestApp, providers: &[Value]) -> (Uuid, String, Vec<S
     (tenant, token(tenant, &["developer"], "enterprise"), ids)
 }
 
-async fn internal(app: &TestApp, path: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url(path))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(res).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    body["data"].clone()
-}
-
 async fn message(app: &TestApp, token: &str, id: &str) -> Value {
     json(app.get(&format!("/cpaas/v1/messages/{id}"), token).await)
         .await
@@ -90,7 +76,8 @@ async fn a_sandbox_message_is_sent_with_its_attempt_and_event() {
     let t = sender("professional");
     let (_, created) = send(&app, &t, &sms("+14155552671")).await;
     let id = created["data"]["id"].as_str().unwrap();
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     let m = message(&app, &t, id).await;
     assert_eq!(m["status"], "SENT");
     assert_eq!(m["provider"], "SANDBOX");
@@ -123,7 +110,9 @@ async fn columns_added_while_running_break_no_prepared_statement() {
     let send_and_deliver = || async {
         let (status, created) = send(&app, &t, &sms("+14155552671")).await;
         assert_eq!(status, 202, "{created}");
-        let report = internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+        let report = app
+            .internal_post("/cpaas/v1/_internal/process-outbox")
+            .await;
         assert_eq!(report["failed"], 0, "{report}");
         let id = created["data"]["id"].as_str().unwrap();
         message(&app, &t, id).await["status"].clone()
@@ -177,7 +166,8 @@ async fn a_drained_batch_sends_each_message_once_and_a_failure_only_retries_its_
     }
     // One drain claims all of them in one batch; three failures stay below the circuit's
     // threshold, so the failed ones wait for their retry on the same provider.
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     for id in &good {
         let m = message(&app, &t, id).await;
         assert_eq!(m["status"], "SENT", "{m}");
@@ -227,13 +217,14 @@ async fn a_primary_that_keeps_failing_hands_the_message_to_the_secondary_once() 
     assert_eq!(status, 202);
     let id = created["data"]["id"].as_str().unwrap();
 
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     assert_eq!(
         message(&app, &t, id).await["status"],
         "QUEUED",
         "first failure: retry later"
     );
-    let report = internal(&app, "/cpaas/v1/jobs/retry-due").await;
+    let report = app.internal_post("/cpaas/v1/jobs/retry-due").await;
     assert_eq!(report["counts"]["sent"], 1, "{report}");
 
     let m = message(&app, &t, id).await;
@@ -298,8 +289,9 @@ async fn a_permanent_refusal_fails_the_message_without_failover() {
     .await;
     let (_, created) = send(&app, &t, &sms("+14155552671")).await;
     let id = created["data"]["id"].as_str().unwrap();
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
-    internal(&app, "/cpaas/v1/jobs/retry-due").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
+    app.internal_post("/cpaas/v1/jobs/retry-due").await;
     let m = message(&app, &t, id).await;
     assert_eq!(m["status"], "FAILED");
     assert_eq!(m["error"]["code"], "21211");
@@ -353,8 +345,9 @@ async fn the_circuit_opens_after_repeated_failures_and_half_opens_after_the_cool
     };
 
     let (_, first) = send(&app, &t, &sms("+14155552671")).await;
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
-    internal(&app, "/cpaas/v1/jobs/retry-due").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
+    app.internal_post("/cpaas/v1/jobs/retry-due").await;
     assert_eq!(
         message(&app, &t, first["data"]["id"].as_str().unwrap()).await["status"],
         "SENT"
@@ -369,7 +362,8 @@ async fn the_circuit_opens_after_repeated_failures_and_half_opens_after_the_cool
     assert_eq!(h["consecutive_failures"], 2);
 
     let (_, second) = send(&app, &t, &sms("+14155552671")).await;
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     assert_eq!(
         message(&app, &t, second["data"]["id"].as_str().unwrap()).await["provider_id"],
         ids[1]
@@ -388,7 +382,8 @@ async fn the_circuit_opens_after_repeated_failures_and_half_opens_after_the_cool
         .mount(&primary)
         .await;
     let (_, third) = send(&app, &t, &sms("+14155552671")).await;
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     let m = message(&app, &t, third["data"]["id"].as_str().unwrap()).await;
     assert_eq!(
         m["provider_id"], ids[0],
@@ -429,11 +424,12 @@ async fn a_timeout_after_sending_is_never_resent_through_another_provider() {
     .await;
     let (_, created) = send(&app, &t, &sms("+14155552671")).await;
     let id = created["data"]["id"].as_str().unwrap();
-    internal(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     let m = message(&app, &t, id).await;
     assert_eq!(m["status"], "QUEUED");
     assert_eq!(m["error"]["code"], "AMBIGUOUS_OUTCOME");
-    internal(&app, "/cpaas/v1/jobs/retry-due").await;
+    app.internal_post("/cpaas/v1/jobs/retry-due").await;
     let m = message(&app, &t, id).await;
     assert_eq!(m["status"], "FAILED");
     assert_eq!(m["error"]["code"], "AMBIGUOUS_OUTCOME");

@@ -86,21 +86,13 @@ async fn work_without_an_idempotency_key_pins_no_connection() {
     )
     .await;
     assert_eq!(status, 202, "{body}");
-    for (path, check) in [
+    for (path, field) in [
         ("/cpaas/v1/_internal/process-outbox", "claimed"),
         ("/cpaas/v1/jobs/retry-due", "job"),
         ("/cpaas/v1/_internal/sync-templates", "providers"),
     ] {
-        let res = app
-            .client
-            .post(app.url(path))
-            .header("x-internal-api-key", INTERNAL_KEY)
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json(res).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        assert!(!body["data"][check].is_null(), "{path}: {body}");
+        let data = app.internal_post(path).await;
+        assert!(!data[field].is_null(), "{path}: {data}");
     }
     let sent = "SELECT count(*) AS n FROM messages WHERE status = 'SENT'";
     assert_eq!(crate::messages::count(&app, sent).await, 1);

@@ -100,19 +100,6 @@ async fn versions(app: &TestApp, t: &Tenant, id: &str) -> usize {
         .len()
 }
 
-async fn internal_post(app: &TestApp, path: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url(path))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(res).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    body["data"].clone()
-}
-
 #[actix_web::test]
 async fn a_sync_reads_every_page_and_moves_pending_templates_to_approved_or_rejected() {
     let graph = MockServer::start().await;
@@ -133,7 +120,9 @@ async fn a_sync_reads_every_page_and_moves_pending_templates_to_approved_or_reje
     )
     .await;
 
-    let report = internal_post(&app, "/cpaas/v1/_internal/sync-templates").await;
+    let report = app
+        .internal_post("/cpaas/v1/_internal/sync-templates")
+        .await;
     assert_eq!(report["providers"], 1, "{report}");
     assert_eq!(report["pages"], 2);
     assert_eq!(report["templates_seen"], 4);
@@ -187,7 +176,7 @@ async fn a_sync_reads_every_page_and_moves_pending_templates_to_approved_or_reje
     assert_eq!(versions(&app, &t, &promo).await, 1);
 
     // The same list again, through the jobs endpoint: nothing changes, nothing is bumped.
-    let rerun = internal_post(&app, "/cpaas/v1/jobs/sync-templates").await;
+    let rerun = app.internal_post("/cpaas/v1/jobs/sync-templates").await;
     assert_eq!(rerun["job"], "sync-templates");
     assert_eq!(rerun["counts"]["pages"], 2, "{rerun}");
     assert_eq!(rerun["counts"]["templates_seen"], 4);
@@ -212,7 +201,7 @@ async fn the_sync_job_applies_meta_statuses_and_a_second_run_without_change_bump
     )
     .await;
 
-    let run = internal_post(&app, "/cpaas/v1/jobs/sync-templates").await;
+    let run = app.internal_post("/cpaas/v1/jobs/sync-templates").await;
     assert_eq!(run["counts"]["providers"], 1, "{run}");
     assert_eq!(run["counts"]["pages"], 2);
     assert_eq!(run["counts"]["updated"], 2);
@@ -220,7 +209,9 @@ async fn the_sync_job_applies_meta_statuses_and_a_second_run_without_change_bump
     assert_eq!(template(&app, &t, &table).await["status"], "APPROVED");
     assert_eq!(template(&app, &t, &otp).await["status"], "REJECTED");
 
-    let again = internal_post(&app, "/cpaas/v1/_internal/sync-templates").await;
+    let again = app
+        .internal_post("/cpaas/v1/_internal/sync-templates")
+        .await;
     assert_eq!(again["updated"], 0, "{again}");
     assert_eq!(template(&app, &t, &table).await["version"], 2);
     assert_eq!(template(&app, &t, &otp).await["version"], 2);
@@ -232,7 +223,7 @@ async fn the_sync_job_applies_meta_statuses_and_a_second_run_without_change_bump
         vec![entry("otp_code", "en_US", "REJECTED")],
     )
     .await;
-    let paused = internal_post(&app, "/cpaas/v1/jobs/sync-templates").await;
+    let paused = app.internal_post("/cpaas/v1/jobs/sync-templates").await;
     assert_eq!(paused["counts"]["updated"], 1, "{paused}");
     let t1 = template(&app, &t, &table).await;
     assert_eq!(t1["status"], "PAUSED");
@@ -265,7 +256,9 @@ async fn a_provider_refusing_the_token_is_counted_while_another_tenant_still_syn
     let a_table = create_template(&app, &a, "table-ready", "en_US", "table_ready").await;
     let b_table = create_template(&app, &b, "table-ready", "en_US", "table_ready").await;
 
-    let report = internal_post(&app, "/cpaas/v1/_internal/sync-templates").await;
+    let report = app
+        .internal_post("/cpaas/v1/_internal/sync-templates")
+        .await;
     assert_eq!(report["providers"], 2, "{report}");
     assert_eq!(report["errors"], 1);
     assert_eq!(report["updated"], 1);
@@ -294,7 +287,7 @@ async fn a_provider_refusing_the_token_is_counted_while_another_tenant_still_syn
         "each tenant's templates follow only its own provider"
     );
 
-    let job = internal_post(&app, "/cpaas/v1/jobs/sync-templates").await;
+    let job = app.internal_post("/cpaas/v1/jobs/sync-templates").await;
     assert_eq!(job["counts"]["errors"], 1, "{job}");
     assert_eq!(job["counts"]["updated"], 0);
 }

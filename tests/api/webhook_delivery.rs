@@ -11,7 +11,7 @@ use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{DEV_TENANT, INTERNAL_KEY, TestApp, code, json, spawn_app_with, token};
+use crate::helpers::{DEV_TENANT, TestApp, code, json, spawn_app_with, token};
 use crate::messages::{send, sender, sms};
 
 const SENT: &str = "eventzr.cpaas.communication.sent.v1";
@@ -43,23 +43,9 @@ async fn subscribe(app: &TestApp, url: &str, events: &[&str]) -> (String, String
     )
 }
 
-async fn internal_post(app: &TestApp, path: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url(path))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(res).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    body["data"].clone()
-}
-
 /// Runs `deliver-webhooks` once and returns its counts.
 async fn deliver(app: &TestApp) -> Value {
-    internal_post(app, "/cpaas/v1/jobs/deliver-webhooks").await["counts"].clone()
+    app.internal_post("/cpaas/v1/jobs/deliver-webhooks").await["counts"].clone()
 }
 
 async fn deliveries(app: &TestApp, webhook: &str, query: &str) -> Vec<Value> {
@@ -114,7 +100,8 @@ async fn a_receiver_that_fails_twice_gets_the_signed_event_on_the_third_try() {
     let (status, created) = send(&app, &sender("professional"), &sms("+14155552671")).await;
     assert_eq!(status, 202, "{created}");
     let message_id = created["data"]["id"].as_str().unwrap().to_owned();
-    internal_post(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
 
     // Only the subscribed topic is delivered: one delivery, for `communication.sent`.
     let counts = deliver(&app).await;
@@ -229,9 +216,11 @@ async fn each_event_reaches_every_subscribed_webhook_once_and_other_tenants_see_
         subscribe(&app, &format!("{}/requested", receiver.uri()), &[REQUESTED]).await;
 
     send(&app, &sender("professional"), &sms("+14155552671")).await;
-    internal_post(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     // A second drain (and a redelivered event) adds no delivery.
-    internal_post(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     let counts = deliver(&app).await;
     assert_eq!(counts["delivered"], 3, "{counts}");
 
@@ -286,7 +275,8 @@ async fn a_delivery_fails_after_its_window_and_a_deactivated_webhook_gets_nothin
     let (paused, _) = subscribe(&app, &format!("{}/paused", receiver.uri()), &[SENT]).await;
 
     send(&app, &sender("professional"), &sms("+14155552671")).await;
-    internal_post(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     let (status, body) = json(
         app.patch(
             &format!("/cpaas/v1/webhooks/{paused}"),
@@ -394,7 +384,8 @@ async fn outside_development_a_host_that_resolves_to_an_internal_address_is_not_
             .unwrap();
     }
     send(&app, &sender("professional"), &sms("+14155552671")).await;
-    internal_post(&app, "/cpaas/v1/_internal/process-outbox").await;
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     assert_eq!(deliver(&app).await["retrying"], 1);
     let d = &deliveries(&app, &webhook, "").await[0];
     assert!(

@@ -184,6 +184,21 @@ impl TestApp {
         self.handle.stop(true).await;
     }
 
+    /// POSTs to an operator endpoint with the internal key, no body and no Idempotency-Key;
+    /// asserts 200 and returns `data`.
+    pub async fn internal_post(&self, path: &str) -> Value {
+        let res = self
+            .client
+            .post(self.url(path))
+            .header("x-internal-api-key", INTERNAL_KEY)
+            .send()
+            .await
+            .expect("request");
+        let (status, body) = json(res).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body["data"].clone()
+    }
+
     /// A request with an optional bearer token and JSON body.
     pub async fn request(
         &self,
