@@ -100,10 +100,9 @@ async fn a_sandbox_message_is_sent_with_its_attempt_and_event() {
 /// process runs (a rolling deploy) must not break the statements already prepared.
 #[actix_web::test]
 async fn columns_added_while_running_break_no_prepared_statement() {
-    // Two connections: the drain endpoint holds one (its idempotency transaction), so the
-    // drain runs its statements on the other, before and after the migration.
+    // One connection: every statement before and after the migration runs on it.
     let app = spawn_app_with(|env| {
-        env.insert("DATABASE_POOL_SIZE".into(), "2".into());
+        env.insert("DATABASE_POOL_SIZE".into(), "1".into());
     })
     .await;
     let t = sender("professional");
