@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
-
 use crate::helpers::{INTERNAL_KEY, TestApp, code, json, spawn_app};
 use crate::messages::{send, sender, sms};
 
@@ -224,15 +222,8 @@ async fn metrics_parse_and_move_when_traffic_flows() {
     assert_eq!(value(&queued, "cpaas_outbox_backlog", &[]), 3.0);
     assert!(value(&queued, "cpaas_outbox_oldest_pending_age_seconds", &[]) >= 0.0);
 
-    let res = app
-        .client
-        .post(app.url("/cpaas/v1/_internal/process-outbox"))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
     let res = app
         .client
         .post(app.url("/cpaas/v1/jobs/cleanup"))

@@ -18,17 +18,8 @@ use crate::helpers::{
 use crate::messages::{count, send, sender, sms};
 
 async fn process(app: &TestApp) -> serde_json::Value {
-    let res = app
-        .client
-        .post(app.url("/cpaas/v1/_internal/process-outbox"))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .json(&json!({}))
-        .send()
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
         .await
-        .unwrap();
-    let (status, body) = json(res).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
 }
 
 #[actix_web::test]

@@ -22,16 +22,7 @@ struct Open {
 }
 
 async fn run_job(app: &TestApp, name: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url(&format!("/cpaas/v1/jobs/{name}")))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(res).await;
-    assert_eq!(status, 200, "{name}: {body}");
-    body["data"].clone()
+    app.internal_post(&format!("/cpaas/v1/jobs/{name}")).await
 }
 
 async fn drain(app: &TestApp) {

@@ -6,20 +6,11 @@ use std::time::Duration;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
-use crate::helpers::{INTERNAL_KEY, TestApp, json, spawn_app, spawn_on};
+use crate::helpers::{TestApp, json, spawn_app, spawn_on};
 use crate::messages::{count, send, sender, sms};
 
 async fn job(app: &TestApp, name: &str) -> serde_json::Value {
-    let res = app
-        .client
-        .post(app.url(&format!("/cpaas/v1/jobs/{name}")))
-        .header("x-internal-api-key", INTERNAL_KEY)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json(res).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
+    app.internal_post(&format!("/cpaas/v1/jobs/{name}")).await
 }
 
 async fn status_of(app: &TestApp, t: &str, id: &str) -> String {
