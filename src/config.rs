@@ -190,13 +190,11 @@ impl Settings {
             webhook_retry_window: secs(&get, "WEBHOOK_RETRY_WINDOW_SECS", 24 * 3600)?,
             webhook_concurrency: parse(&get, "WEBHOOK_CONCURRENCY", 16)?,
             seed_on_start: flag(&get, "SEED_ON_START", dev)?,
-            rate_limit_overrides: crate::rate_limit::parse_overrides(
-                &get("RATE_LIMIT_OVERRIDES").unwrap_or_default(),
-            )
-            .map_err(|reason| ConfigError {
-                name: "RATE_LIMIT_OVERRIDES",
-                reason,
-            })?,
+            rate_limit_overrides: parse_overrides(&get("RATE_LIMIT_OVERRIDES").unwrap_or_default())
+                .map_err(|reason| ConfigError {
+                    name: "RATE_LIMIT_OVERRIDES",
+                    reason,
+                })?,
             log_format,
         })
     }
@@ -251,4 +249,30 @@ fn flag(
             reason: format!("expected true or false, got {other:?}"),
         }),
     }
+}
+
+/// Parses `RATE_LIMIT_OVERRIDES`: `tier.CHANNEL=n` pairs separated by commas.
+pub fn parse_overrides(
+    spec: &str,
+) -> Result<HashMap<(crate::domain::PlanTier, crate::domain::Channel), u32>, String> {
+    let mut out = HashMap::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not tier.CHANNEL=n"))?;
+        let (tier, channel) = key
+            .split_once('.')
+            .ok_or_else(|| format!("{key:?} is not tier.CHANNEL"))?;
+        let tier_parsed = crate::domain::PlanTier::from_claim(tier);
+        if tier_parsed.as_str() != tier.to_ascii_lowercase() {
+            return Err(format!("unknown plan tier {tier:?}"));
+        }
+        let channel: crate::domain::Channel = channel.parse()?;
+        let n: u32 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{value:?} is not a number"))?;
+        out.insert((tier_parsed, channel), n);
+    }
+    Ok(out)
 }

@@ -4,7 +4,6 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -242,55 +241,5 @@ impl fmt::Debug for ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.code.status()
-    }
-
-    /// The envelope (with its `meta`) is written by the request-context middleware,
-    /// which has the request; this body is only what a caller without it would see.
-    fn error_response(&self) -> HttpResponse {
-        crate::envelope::error_response(self, &crate::envelope::Meta::default())
-    }
-}
-
-impl From<diesel::result::Error> for ApiError {
-    fn from(err: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match err {
-            Error::NotFound => Self::not_found("resource"),
-            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => Self::new(
-                ErrorCode::Conflict,
-                format!(
-                    "a resource with these values already exists ({})",
-                    info.message()
-                ),
-            ),
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => Self::unavailable(err),
-            Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if info.message().contains("connection") =>
-            {
-                Self::unavailable(err)
-            }
-            other => Self::internal(other),
-        }
-    }
-}
-
-impl From<crate::db::PoolError> for ApiError {
-    fn from(err: crate::db::PoolError) -> Self {
-        Self::unavailable(err)
-    }
-}
-
-impl From<crate::db::DbError> for ApiError {
-    fn from(err: crate::db::DbError) -> Self {
-        match err {
-            crate::db::DbError::Pool(e) => e.into(),
-            crate::db::DbError::Query(e) => e.into(),
-        }
     }
 }

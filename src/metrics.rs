@@ -8,19 +8,10 @@
 
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
-use diesel::QueryableByName;
-use diesel::sql_types::Text;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-
-use crate::state::AppState;
 
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -195,20 +186,17 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Reads the shared gauges from the database and renders everything as text.
-    pub async fn render(&self, conn: &mut AsyncPgConnection) -> anyhow::Result<String> {
-        let (backlog, oldest) = crate::outbox::store::backlog(conn).await?;
-        self.outbox_backlog.set(backlog);
-        self.outbox_oldest_age.set(oldest);
-        self.outbox_dead
-            .set(crate::outbox::store::dead_count(conn).await?);
-        let (pending, oldest) = crate::db::webhook_deliveries::backlog(conn).await?;
-        self.webhook_backlog.set(pending);
-        self.webhook_oldest_age.set(oldest);
+    /// Sets the gauges of shared state (read by the caller) and renders everything as text.
+    pub fn render(&self, shared: &SharedGauges) -> anyhow::Result<String> {
+        self.outbox_backlog.set(shared.outbox_backlog);
+        self.outbox_oldest_age.set(shared.outbox_oldest_secs);
+        self.outbox_dead.set(shared.outbox_dead);
+        self.webhook_backlog.set(shared.webhook_backlog);
+        self.webhook_oldest_age.set(shared.webhook_oldest_secs);
         self.circuits.reset();
-        for c in circuit_states(conn).await? {
+        for c in &shared.circuits {
             self.circuits
-                .with_label_values(&[&c.provider_id, &c.kind, &c.circuit_state])
+                .with_label_values(&[&c.provider_id, &c.kind, &c.state])
                 .set(1);
         }
         let mut out = Vec::new();
@@ -217,47 +205,21 @@ impl Metrics {
     }
 }
 
-#[derive(QueryableByName)]
-struct CircuitRow {
-    #[diesel(sql_type = Text)]
-    provider_id: String,
-    #[diesel(sql_type = Text)]
-    kind: String,
-    #[diesel(sql_type = Text)]
-    circuit_state: String,
+/// The state shared by all replicas that the gauges describe, read at scrape time.
+#[derive(Debug, Default)]
+pub struct SharedGauges {
+    pub outbox_backlog: i64,
+    pub outbox_oldest_secs: f64,
+    pub outbox_dead: i64,
+    pub webhook_backlog: i64,
+    pub webhook_oldest_secs: f64,
+    pub circuits: Vec<CircuitGauge>,
 }
 
-async fn circuit_states(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<CircuitRow>> {
-    diesel::sql_query(
-        "SELECT 'prv_' || replace(id::text, '-', '') AS provider_id, kind, circuit_state \
-         FROM providers WHERE is_active AND deleted_at IS NULL ORDER BY id",
-    )
-    .load(conn)
-    .await
-}
-
-/// Middleware: counts and times every answer by route pattern (`/cpaas/v1/messages/{id}`,
-/// never the raw path, so ids do not become labels).
-pub async fn track_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
-    let res = next.call(req).await;
-    if let Some(metrics) = metrics {
-        // An error that reaches here is answered by actix with its own status.
-        let status = match &res {
-            Ok(res) => res.status(),
-            Err(e) => e.as_response_error().status_code(),
-        };
-        metrics.record_http(method.as_str(), &route, status, started.elapsed());
-    }
-    res
+/// One active provider's circuit.
+#[derive(Debug)]
+pub struct CircuitGauge {
+    pub provider_id: String,
+    pub kind: String,
+    pub state: String,
 }

@@ -46,30 +46,6 @@ pub fn default_limit(tier: PlanTier, channel: Channel) -> u32 {
     }
 }
 
-/// Parses `RATE_LIMIT_OVERRIDES`: `tier.CHANNEL=n` pairs separated by commas.
-pub fn parse_overrides(spec: &str) -> Result<HashMap<(PlanTier, Channel), u32>, String> {
-    let mut out = HashMap::new();
-    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("{pair:?} is not tier.CHANNEL=n"))?;
-        let (tier, channel) = key
-            .split_once('.')
-            .ok_or_else(|| format!("{key:?} is not tier.CHANNEL"))?;
-        let tier_parsed = PlanTier::from_claim(tier);
-        if tier_parsed.as_str() != tier.to_ascii_lowercase() {
-            return Err(format!("unknown plan tier {tier:?}"));
-        }
-        let channel: Channel = channel.parse()?;
-        let n: u32 = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("{value:?} is not a number"))?;
-        out.insert((tier_parsed, channel), n);
-    }
-    Ok(out)
-}
-
 /// The state of a tenant's limit after an admitted request.
 #[derive(Clone, Copy, Debug)]
 pub struct RateStatus {
@@ -250,7 +226,7 @@ mod tests {
 
     #[test]
     fn overrides_replace_defaults() {
-        let o = parse_overrides("free.SMS=2, enterprise.VOICE=0").unwrap();
+        let o = crate::config::parse_overrides("free.SMS=2, enterprise.VOICE=0").unwrap();
         let limits = RateLimits::new(&o);
         let t = Uuid::now_v7();
         limits.check(t, PlanTier::Free, Channel::Sms, 2).unwrap();
@@ -260,7 +236,7 @@ mod tests {
                 .check(t, PlanTier::Enterprise, Channel::Voice, 1)
                 .is_err()
         );
-        assert!(parse_overrides("gold.SMS=1").is_err());
-        assert!(parse_overrides("free.FAX=1").is_err());
+        assert!(crate::config::parse_overrides("gold.SMS=1").is_err());
+        assert!(crate::config::parse_overrides("free.FAX=1").is_err());
     }
 }

@@ -11,19 +11,24 @@ use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
 
-use crate::actors::{OutboxActor, TokenActor};
+use crate::actors::{OutboxActor, SchedulerActor, TokenActor};
 use crate::auth::SigningKeys;
 use crate::auth::sessions::SessionDeps;
+use crate::callbacks::Callbacks;
 use crate::config::Settings;
 use crate::crypto::CredentialCipher;
-use crate::envelope;
-use crate::outbox::{EventBus, Outbox, OutboxPolicy};
+use crate::db::DbPool;
+use crate::delivery::{Delivery, DeliveryHandler, DeliveryPolicy};
+use crate::http::envelope::{self, JSON_LIMIT_BYTES};
+use crate::http::span::RequestSpan;
+use crate::jobs::Jobs;
+use crate::metrics::Metrics;
+use crate::outbox::{EventBus, EventHandler, Outbox, OutboxPolicy};
+use crate::providers::registry::ProviderRegistry;
+use crate::rate_limit::RateLimits;
 use crate::routes;
 use crate::state::AppState;
-use crate::telemetry::RequestSpan;
-
-/// Largest accepted JSON body.
-pub const JSON_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+use crate::webhooks::{WebhookFanOut, WebhookPolicy, WebhookSender};
 
 /// A built, bound, not yet awaited application.
 pub struct Application {
@@ -66,16 +71,26 @@ impl Application {
             }
             None => EventBus::Log,
         });
-        let metrics = Arc::new(crate::metrics::Metrics::new()?);
+        let metrics = Arc::new(Metrics::new()?);
+        // One registry of provider clients, so per-client state (FCM's OAuth token) is shared
+        // by delivery, callbacks and jobs.
+        let registry = Arc::new(ProviderRegistry::new(
+            cipher.clone(),
+            crate::providers::http::http_client_with_timeout(settings.provider_timeout)?,
+        ));
         let delivery = Arc::new(
-            crate::delivery::Delivery::from_settings(pool.clone(), cipher.clone(), &settings)?
-                .with_metrics(metrics.clone()),
+            Delivery::new(
+                pool.clone(),
+                registry.clone(),
+                DeliveryPolicy::from_settings(&settings),
+            )
+            .with_metrics(metrics.clone()),
         );
         let outbox = Arc::new(
             Outbox::new(
                 pool.clone(),
                 bus,
-                crate::outbox::handlers::in_process(&delivery, &pool),
+                in_process_handlers(&delivery, &pool),
                 OutboxPolicy::from_settings(&settings),
             )
             .with_metrics(metrics.clone()),
@@ -92,36 +107,37 @@ impl Application {
             );
             actix::Supervisor::start(move |_| actor);
         }
-        let callbacks = Arc::new(crate::callbacks::Callbacks::from_settings(
-            cipher.clone(),
-            &settings,
-        )?);
-        let webhooks = Arc::new(crate::webhooks::WebhookSender::new(
+        let callbacks = Arc::new(Callbacks::new(registry.clone(), &settings));
+        let webhooks = Arc::new(WebhookSender::new(
             pool.clone(),
             cipher.clone(),
-            crate::webhooks::WebhookPolicy::from_settings(&settings),
+            WebhookPolicy::from_settings(&settings),
             metrics.clone(),
         )?);
+        let jobs = Arc::new(Jobs {
+            pool: pool.clone(),
+            settings: settings.clone(),
+            delivery,
+            webhooks,
+            registry,
+            metrics: metrics.clone(),
+        });
+        if settings.scheduler_enabled {
+            let scheduler = SchedulerActor::new(jobs.clone(), crate::jobs::schedule(&settings));
+            actix::Supervisor::start(move |_| scheduler);
+        }
         let state = AppState {
             pool,
             settings: settings.clone(),
             keys,
             cipher,
             tokens,
-            rate_limits: Arc::new(crate::rate_limit::RateLimits::new(
-                &settings.rate_limit_overrides,
-            )),
+            rate_limits: Arc::new(RateLimits::new(&settings.rate_limit_overrides)),
             outbox,
-            delivery,
             callbacks,
-            webhooks,
+            jobs,
             metrics,
         };
-        if settings.scheduler_enabled {
-            let scheduler =
-                crate::actors::SchedulerActor::new(state.clone(), crate::jobs::schedule(&settings));
-            actix::Supervisor::start(move |_| scheduler);
-        }
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;
         Ok(Self {
@@ -150,15 +166,26 @@ impl Application {
     }
 }
 
+/// Every in-process handler of outbox events: delivery of accepted messages, and the fan-out
+/// of lifecycle events to tenant webhooks.
+fn in_process_handlers(delivery: &Arc<Delivery>, pool: &DbPool) -> Vec<Arc<dyn EventHandler>> {
+    vec![
+        Arc::new(DeliveryHandler::new(delivery.clone())),
+        WebhookFanOut::new(pool.clone()),
+    ]
+}
+
 fn serve(
     listener: TcpListener,
     state: AppState,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
+    let metrics = web::Data::new(state.metrics.clone());
     let data = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(metrics.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(JSON_LIMIT_BYTES)
@@ -166,12 +193,12 @@ fn serve(
             )
             .app_data(web::QueryConfig::default().error_handler(envelope::query_error))
             .app_data(web::PathConfig::default().error_handler(envelope::path_error))
-            .wrap(from_fn(crate::idempotency::fingerprint_requests))
+            .wrap(from_fn(crate::http::idempotency::fingerprint_requests))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap(from_fn(envelope::request_context))
-            .wrap(from_fn(crate::metrics::track_requests))
+            .wrap(from_fn(crate::http::request_metrics::track_requests))
             .configure(routes::configure)
-            .default_service(web::to(envelope::not_found))
+            .default_service(web::to(routes::fallback::not_found))
     })
     .listen(listener)?
     .shutdown_timeout(30)

@@ -6,9 +6,12 @@ use actix::Addr;
 
 use crate::actors::TokenActor;
 use crate::auth::SigningKeys;
+use crate::callbacks::Callbacks;
 use crate::config::Settings;
 use crate::crypto::CredentialCipher;
 use crate::db::DbPool;
+use crate::jobs::Jobs;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::rate_limit::RateLimits;
 
@@ -22,8 +25,8 @@ pub struct AppState {
     pub tokens: Addr<TokenActor>,
     pub rate_limits: Arc<RateLimits>,
     pub outbox: Arc<Outbox>,
-    pub delivery: Arc<crate::delivery::Delivery>,
-    pub callbacks: Arc<crate::callbacks::Callbacks>,
-    pub webhooks: Arc<crate::webhooks::WebhookSender>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub callbacks: Arc<Callbacks>,
+    /// The jobs, with the delivery service, webhook sender and provider registry they share.
+    pub jobs: Arc<Jobs>,
+    pub metrics: Arc<Metrics>,
 }

@@ -1,17 +1,9 @@
-//! Logging: JSON lines in production, readable lines in development, and the root span of
-//! each request carrying its request id, trace id and (once known) tenant id.
+//! Logging: JSON lines in production, readable lines in development.
 
-use actix_web::Error;
-use actix_web::HttpMessage;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use tracing::Span;
-use tracing_actix_web::RootSpanBuilder;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::LogFormat;
-use crate::envelope::RequestMeta;
 
 /// Installs the global subscriber; a second call is a no-op.
 pub fn init(format: LogFormat) {
@@ -28,49 +20,4 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
-}
-
-/// The root span of every request.
-pub struct RequestSpan;
-
-impl RootSpanBuilder for RequestSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let meta = request.extensions().get::<RequestMeta>().cloned();
-        let (request_id, trace_id) = match meta {
-            Some(m) => (m.request_id.to_string(), m.trace_id),
-            None => (String::new(), String::new()),
-        };
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
-        tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            trace_id = %trace_id,
-            tenant_id = tracing::field::Empty,
-            http.method = %request.method(),
-            http.route = %route,
-            http.target = %request.uri().path(),
-            http.status_code = tracing::field::Empty,
-        )
-    }
-
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        match outcome {
-            Ok(response) => {
-                let status = response.status();
-                span.record("http.status_code", status.as_u16());
-                if status.is_server_error() {
-                    tracing::error!(parent: &span, status = status.as_u16(), "request failed");
-                } else {
-                    tracing::info!(parent: &span, status = status.as_u16(), "request finished");
-                }
-            }
-            Err(err) => {
-                let status = err.as_response_error().status_code();
-                span.record("http.status_code", status.as_u16());
-                tracing::error!(parent: &span, status = status.as_u16(), "request failed: {err}");
-            }
-        }
-    }
 }

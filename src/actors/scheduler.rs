@@ -1,22 +1,22 @@
 //! SchedulerActor: runs each job of `jobs::SCHEDULE` once per slot of its interval, across
-//! replicas (the slot row is the claim), through the same `jobs::run_job` as
+//! replicas (the slot row is the claim), through the same `Jobs::run` as
 //! `POST /cpaas/v1/jobs/{name}`. A panicking job is caught, recorded as FAILED, and the actor
 //! carries on.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
 use futures_util::FutureExt;
 
-use crate::jobs::{self, runs};
-use crate::state::AppState;
+use crate::jobs::{Jobs, runs};
 
 /// The scheduler actor of this process.
 pub struct SchedulerActor {
-    state: AppState,
+    jobs: Arc<Jobs>,
     owner: String,
     schedule: Vec<(&'static str, Duration)>,
     last_slot: HashMap<&'static str, chrono::DateTime<Utc>>,
@@ -24,9 +24,9 @@ pub struct SchedulerActor {
 }
 
 impl SchedulerActor {
-    pub fn new(state: AppState, schedule: Vec<(&'static str, Duration)>) -> Self {
+    pub fn new(jobs: Arc<Jobs>, schedule: Vec<(&'static str, Duration)>) -> Self {
         Self {
-            state,
+            jobs,
             owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             schedule,
             last_slot: HashMap::new(),
@@ -43,9 +43,9 @@ impl SchedulerActor {
             }
             self.last_slot.insert(name, slot);
             self.running.insert(name);
-            let state = self.state.clone();
+            let jobs = self.jobs.clone();
             let owner = self.owner.clone();
-            let run = async move { run_slot(&state, name, slot, &owner).await };
+            let run = async move { run_slot(&jobs, name, slot, &owner).await };
             ctx.spawn(run.into_actor(self).map(move |_, act, _| {
                 act.running.remove(name);
             }));
@@ -53,8 +53,8 @@ impl SchedulerActor {
     }
 }
 
-async fn run_slot(state: &AppState, name: &'static str, slot: chrono::DateTime<Utc>, owner: &str) {
-    let claimed = match state.pool.get().await {
+async fn run_slot(jobs: &Jobs, name: &'static str, slot: chrono::DateTime<Utc>, owner: &str) {
+    let claimed = match jobs.pool().get().await {
         Ok(mut conn) => runs::claim(&mut conn, name, slot, owner)
             .await
             .unwrap_or(false),
@@ -63,9 +63,7 @@ async fn run_slot(state: &AppState, name: &'static str, slot: chrono::DateTime<U
     if !claimed {
         return;
     }
-    let outcome = AssertUnwindSafe(jobs::run_job(name, state))
-        .catch_unwind()
-        .await;
+    let outcome = AssertUnwindSafe(jobs.run(name)).catch_unwind().await;
     let (counts, error) = match outcome {
         Ok(Some(Ok(report))) => (
             serde_json::to_value(&report.counts).unwrap_or_default(),
@@ -78,7 +76,7 @@ async fn run_slot(state: &AppState, name: &'static str, slot: chrono::DateTime<U
     if let Some(e) = &error {
         tracing::warn!(job = name, error = %e, "scheduled job failed");
     }
-    if let Ok(mut conn) = state.pool.get().await
+    if let Ok(mut conn) = jobs.pool().get().await
         && let Err(e) = runs::finish(&mut conn, name, slot, &counts, error.as_deref()).await
     {
         tracing::warn!(job = name, error = %e, "could not record the job run");

@@ -28,8 +28,8 @@ use super::{
     StatusChange, TemplateStatusUpdate, bad_signature, templates,
 };
 use crate::domain::Channel;
+use crate::domain::MessageStatus;
 use crate::domain::ids::MessageId;
-use crate::messages::status::MessageStatus;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 

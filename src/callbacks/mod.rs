@@ -33,13 +33,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::{AppEnv, Settings};
-use crate::crypto::CredentialCipher;
 use crate::db::providers::Provider;
-use crate::delivery::registry::ProviderRegistry;
+use crate::domain::MessageStatus;
 use crate::domain::opt_out::OptOutSource;
 use crate::domain::{Channel, ProviderKind};
-use crate::messages::status::MessageStatus;
 use crate::providers::ProviderSettings;
+use crate::providers::registry::ProviderRegistry;
 
 pub use ingest::{Receipt, Reply};
 
@@ -239,7 +238,7 @@ pub(crate) fn bad_signature(message: impl Into<String>) -> CallbackError {
 /// registry), an HTTP client for SNS certificates and subscription confirmations, and the
 /// certificate cache.
 pub struct Callbacks {
-    registry: ProviderRegistry,
+    registry: Arc<ProviderRegistry>,
     http: reqwest::Client,
     certificates: aws_sns::CertificateCache,
     public_base_url: Option<String>,
@@ -248,20 +247,16 @@ pub struct Callbacks {
 }
 
 impl Callbacks {
-    pub fn from_settings(cipher: CredentialCipher, settings: &Settings) -> anyhow::Result<Self> {
-        let http = crate::providers::http::http_client_with_timeout(settings.provider_timeout)?;
-        Ok(Self {
-            registry: ProviderRegistry::new(cipher, http.clone()),
-            http,
+    pub fn new(registry: Arc<ProviderRegistry>, settings: &Settings) -> Self {
+        Self {
+            http: registry.http().clone(),
+            registry,
             certificates: aws_sns::CertificateCache::default(),
             public_base_url: settings.public_base_url.clone(),
             allow_test_endpoints: settings.app_env != AppEnv::Production,
-        })
+        }
     }
 }
-
-/// Shares the callback service.
-pub type SharedCallbacks = Arc<Callbacks>;
 
 impl From<CallbackError> for crate::error::ApiError {
     fn from(err: CallbackError) -> Self {

@@ -28,9 +28,9 @@ use super::{
     StatusChange, bad_signature,
 };
 use crate::domain::Channel;
+use crate::domain::MessageStatus;
 use crate::domain::ids::MessageId;
 use crate::domain::opt_out::OptOutSource;
-use crate::messages::status::MessageStatus;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";

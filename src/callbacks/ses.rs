@@ -17,9 +17,9 @@ use serde_json::Value;
 
 use super::{Action, Event, MessageRef, OptOutReport, StatusChange};
 use crate::domain::Channel;
+use crate::domain::MessageStatus;
 use crate::domain::ids::MessageId;
 use crate::domain::opt_out::OptOutSource;
-use crate::messages::status::MessageStatus;
 
 fn time(value: Option<&Value>) -> Option<chrono::DateTime<chrono::Utc>> {
     value

@@ -25,9 +25,9 @@ use super::{CallbackError, MessageRef, OptOutReport, Source, StatusChange};
 use crate::db::messages::Message;
 use crate::db::opt_outs::add_opt_out;
 use crate::db::schema::messages;
-use crate::delivery::events;
+use crate::domain::MessageStatus;
 use crate::domain::Recipient;
-use crate::messages::status::MessageStatus;
+use crate::messages::events;
 use crate::outbox::{self, OutboxEvent};
 
 /// What one event did.
@@ -150,9 +150,7 @@ async fn transition(
     reference: &MessageRef,
     change: &StatusChange,
 ) -> Result<bool, CallbackError> {
-    let Ok(current) = message.status.parse::<MessageStatus>() else {
-        return Ok(false);
-    };
+    let current = message.status;
     if !current.can_move_to(target) {
         return Ok(false);
     }

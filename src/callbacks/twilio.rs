@@ -23,8 +23,8 @@ use super::{
     StatusChange, bad_signature,
 };
 use crate::domain::Channel;
+use crate::domain::MessageStatus;
 use crate::domain::ids::MessageId;
-use crate::messages::status::MessageStatus;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 

@@ -28,8 +28,8 @@ use super::{
     StatusChange, bad_signature,
 };
 use crate::domain::Channel;
+use crate::domain::MessageStatus;
 use crate::domain::ids::MessageId;
-use crate::messages::status::MessageStatus;
 use crate::providers::http::price_micros;
 
 /// The string Vonage signs.

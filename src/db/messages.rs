@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::cached::CacheStatement;
 use super::schema::{message_attempts, messages};
+use crate::domain::{Channel, MessageStatus};
 
 /// A message row.
 #[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
@@ -15,9 +16,9 @@ use super::schema::{message_attempts, messages};
 pub struct Message {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub subject: Option<String>,
     pub body: String,
     pub template_id: Option<Uuid>,
@@ -58,9 +59,9 @@ pub const MESSAGE_COLUMNS: &str = "\
 pub struct NewMessage {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub channel: String,
+    pub channel: Channel,
     pub recipient: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub subject: Option<String>,
     pub body: String,
     pub template_id: Option<Uuid>,

@@ -7,12 +7,13 @@
 
 pub mod cached;
 pub mod callbacks;
+pub mod idempotency_keys;
 pub mod messages;
 pub mod opt_outs;
-pub mod pagination;
 pub mod providers;
 pub mod schema;
 pub mod templates;
+pub mod tx;
 pub mod users;
 pub mod webhook_deliveries;
 pub mod webhooks;
@@ -165,4 +166,42 @@ pub(crate) async fn pending_backlog(
     .get_result(conn)
     .await?;
     Ok((b.pending, b.oldest_secs))
+}
+
+impl From<diesel::result::Error> for crate::error::ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match err {
+            Error::NotFound => Self::not_found("resource"),
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => Self::new(
+                crate::error::ErrorCode::Conflict,
+                format!(
+                    "a resource with these values already exists ({})",
+                    info.message()
+                ),
+            ),
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => Self::unavailable(err),
+            Error::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info.message().contains("connection") =>
+            {
+                Self::unavailable(err)
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<PoolError> for crate::error::ApiError {
+    fn from(err: PoolError) -> Self {
+        Self::unavailable(err)
+    }
+}
+
+impl From<DbError> for crate::error::ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Pool(e) => e.into(),
+            DbError::Query(e) => e.into(),
+        }
+    }
 }

@@ -196,3 +196,23 @@ pub async fn name_taken(
     .get_result(conn)
     .await
 }
+
+#[derive(diesel::QueryableByName)]
+pub struct CircuitRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub provider_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub kind: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub circuit_state: String,
+}
+
+/// The circuit state of every active provider, with its public id.
+pub async fn circuit_states(conn: &mut AsyncPgConnection) -> QueryResult<Vec<CircuitRow>> {
+    diesel::sql_query(
+        "SELECT 'prv_' || replace(id::text, '-', '') AS provider_id, kind, circuit_state \
+         FROM providers WHERE is_active AND deleted_at IS NULL ORDER BY id",
+    )
+    .load(conn)
+    .await
+}

@@ -3,14 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::Delivery;
-use crate::domain::ids::MessageId;
 use crate::outbox::store::ClaimedEvent;
 use crate::outbox::{EventHandler, topics};
 
-/// Delivers the message of each `communication.requested` event.
+/// Delivers the message of each `communication.requested` event (the event's aggregate).
 pub struct DeliveryHandler {
     delivery: Arc<Delivery>,
 }
@@ -32,15 +30,10 @@ impl EventHandler for DeliveryHandler {
     }
 
     async fn handle(&self, event: &ClaimedEvent) -> Result<(), String> {
-        let id = event.payload["data"]["messageId"]
-            .as_str()
-            .and_then(MessageId::parse)
-            .ok_or_else(|| "the event names no message".to_owned())?;
-        self.delivery
-            .deliver(id.uuid())
+        self.handle_batch(std::slice::from_ref(event), 1)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
     /// Delivers the whole batch with shared statements (`Delivery::deliver_many`).
@@ -49,31 +42,19 @@ impl EventHandler for DeliveryHandler {
         events: &[ClaimedEvent],
         concurrency: usize,
     ) -> Vec<Result<(), String>> {
-        let ids: Vec<Option<Uuid>> = events
-            .iter()
-            .map(|e| {
-                e.payload["data"]["messageId"]
-                    .as_str()
-                    .and_then(MessageId::parse)
-                    .map(|id| id.uuid())
-            })
-            .collect();
-        let wanted: Vec<Uuid> = ids.iter().flatten().copied().collect();
-        let steps = match self.delivery.deliver_many(&wanted, concurrency).await {
-            Ok(steps) => steps,
-            Err(e) => {
-                let error = e.to_string();
-                return events.iter().map(|_| Err(error.clone())).collect();
-            }
-        };
-        ids.iter()
-            .map(|id| match id {
-                None => Err("the event names no message".to_owned()),
-                Some(id) => match steps.get(id) {
+        let ids: Vec<_> = events.iter().map(|e| e.aggregate_id).collect();
+        match self.delivery.deliver_many(&ids, concurrency).await {
+            Ok(steps) => ids
+                .iter()
+                .map(|id| match steps.get(id) {
                     Some(Ok(_)) | None => Ok(()),
                     Some(Err(e)) => Err(e.clone()),
-                },
-            })
-            .collect()
+                })
+                .collect(),
+            Err(e) => {
+                let error = e.to_string();
+                events.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
     }
 }

@@ -2,12 +2,19 @@
 //! called), retries with capped backoff honouring `Retry-After`, failover with
 //! `provider.failover`, a circuit breaker per provider, the ambiguous-outcome rule, cost
 //! recording, and the SENT / FAILED transitions each with its event in the same transaction.
+//!
+//! `policy` and `routing` decide (plain functions), `store` holds the SQL, `batch` is the one
+//! state machine, `deliver` the service and its provider call.
 
+pub mod batch;
 pub mod circuit;
 pub mod deliver;
-pub mod events;
 pub mod handler;
-pub mod registry;
+pub mod outbound;
+pub mod policy;
+pub mod routing;
+pub mod store;
 
-pub use deliver::{Delivery, DeliveryPolicy, Step};
+pub use deliver::Delivery;
 pub use handler::DeliveryHandler;
+pub use policy::{DeliveryError, DeliveryPolicy, Step};

@@ -35,7 +35,7 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
     let throttles =
         crate::auth::throttle::purge_expired(&mut conn, std::time::Duration::from_secs(24 * 3600))
             .await?;
-    let idempotency_keys = crate::idempotency::purge_expired(&mut conn).await?;
+    let idempotency_keys = crate::db::idempotency_keys::purge_expired(&mut conn).await?;
     let outbox_events =
         crate::outbox::store::purge_done(&mut conn, settings.outbox_retention).await?;
     let callbacks = crate::db::callbacks::purge_callbacks(

@@ -9,11 +9,17 @@ pub mod retry_due;
 pub mod runs;
 pub mod sync_templates;
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::DbError;
-use crate::state::AppState;
+use crate::config::Settings;
+use crate::db::{DbError, DbPool};
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use crate::providers::registry::ProviderRegistry;
+use crate::webhooks::WebhookSender;
 
 /// What a job run did.
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -29,7 +35,7 @@ pub enum JobError {
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Delivery(#[from] crate::delivery::deliver::DeliveryError),
+    Delivery(#[from] crate::delivery::DeliveryError),
 }
 
 impl From<diesel::result::Error> for JobError {
@@ -65,7 +71,7 @@ pub const JOB_NAMES: &[&str] = &[
 ];
 
 /// Every scheduled job and its interval.
-pub fn schedule(settings: &crate::config::Settings) -> Vec<(&'static str, std::time::Duration)> {
+pub fn schedule(settings: &Settings) -> Vec<(&'static str, std::time::Duration)> {
     use std::time::Duration;
     let tick = settings.scheduler_tick;
     vec![
@@ -79,34 +85,60 @@ pub fn schedule(settings: &crate::config::Settings) -> Vec<(&'static str, std::t
     ]
 }
 
-/// Runs the named job once; `None` when no job has that name.
-pub async fn run_job(name: &str, state: &AppState) -> Option<Result<JobReport, JobError>> {
-    let started = std::time::Instant::now();
-    let result = run_named(name, state).await?;
-    state
-        .metrics
-        .record_job(name, result.is_ok(), started.elapsed());
-    Some(result)
+/// What the jobs need, handed in by the composition root; the scheduler and
+/// `POST /cpaas/v1/jobs/{name}` share one.
+pub struct Jobs {
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+    pub delivery: Arc<Delivery>,
+    pub webhooks: Arc<WebhookSender>,
+    pub registry: Arc<ProviderRegistry>,
+    pub metrics: Arc<Metrics>,
 }
 
-async fn run_named(name: &str, state: &AppState) -> Option<Result<JobReport, JobError>> {
-    match name {
-        "cleanup" => Some(cleanup::run(&state.pool, &state.settings).await),
-        "retry-due" => Some(retry_due::run(&state.pool, &state.delivery).await),
-        "dispatch-scheduled" => Some(dispatch_scheduled::run(&state.pool, &state.delivery).await),
-        "reconcile-stale" => {
-            Some(reconcile_stale::run(&state.pool, reconcile_stale::STALE_AFTER_SECS).await)
-        }
-        "deliver-webhooks" => Some(state.webhooks.run().await.map_err(JobError::from)),
-        "provider-health" => Some(
-            provider_health::run(
-                &state.pool,
-                state.delivery.registry(),
-                state.delivery.policy().circuit_cooldown,
-            )
-            .await,
-        ),
-        "sync-templates" => Some(sync_templates::run(&state.pool, state.delivery.registry()).await),
-        _ => None,
+impl Jobs {
+    /// The pool the jobs use (the scheduler claims its slots through it too).
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Runs the named job once; `None` when no job has that name.
+    pub async fn run(&self, name: &str) -> Option<Result<JobReport, JobError>> {
+        let started = std::time::Instant::now();
+        let result = self.run_named(name).await?;
+        self.metrics
+            .record_job(name, result.is_ok(), started.elapsed());
+        Some(result)
+    }
+
+    async fn run_named(&self, name: &str) -> Option<Result<JobReport, JobError>> {
+        let pool = &self.pool;
+        Some(match name {
+            "cleanup" => cleanup::run(pool, &self.settings).await,
+            "retry-due" => retry_due::run(pool, &self.delivery).await,
+            "dispatch-scheduled" => dispatch_scheduled::run(pool, &self.delivery).await,
+            "reconcile-stale" => {
+                reconcile_stale::run(pool, reconcile_stale::STALE_AFTER_SECS).await
+            }
+            "deliver-webhooks" => self
+                .webhooks
+                .run()
+                .await
+                .map(|counts| JobReport {
+                    job: name.to_owned(),
+                    counts,
+                })
+                .map_err(JobError::from),
+            "provider-health" => {
+                provider_health::run(
+                    pool,
+                    &self.registry,
+                    self.delivery.policy().circuit_cooldown,
+                )
+                .await
+            }
+            "sync-templates" => sync_templates::run(pool, &self.registry).await,
+            _ => return None,
+        })
     }
 }

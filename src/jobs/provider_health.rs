@@ -18,7 +18,7 @@ use crate::db::DbPool;
 use crate::db::providers::Provider;
 use crate::db::schema::providers;
 use crate::delivery::circuit;
-use crate::delivery::registry::ProviderRegistry;
+use crate::providers::registry::ProviderRegistry;
 
 /// Probes running at once.
 const CONCURRENCY: usize = 8;

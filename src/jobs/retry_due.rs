@@ -13,14 +13,13 @@ pub const BATCH: i64 = 1000;
 pub async fn run(pool: &DbPool, delivery: &Delivery) -> Result<JobReport, JobError> {
     let due = {
         let mut conn = pool.get().await?;
-        crate::delivery::deliver::due_retries(&mut conn, BATCH).await?
+        crate::delivery::store::due_retries(&mut conn, BATCH).await?
     };
     let runs: Vec<_> = due.iter().map(|id| delivery.deliver(*id)).collect();
-    let steps: Vec<Result<Step, crate::delivery::deliver::DeliveryError>> =
-        futures_util::stream::iter(runs)
-            .buffer_unordered(32)
-            .collect()
-            .await;
+    let steps: Vec<Result<Step, crate::delivery::DeliveryError>> = futures_util::stream::iter(runs)
+        .buffer_unordered(32)
+        .collect()
+        .await;
     let mut report = JobReport {
         job: "retry-due".into(),
         ..Default::default()

@@ -21,11 +21,11 @@ use crate::callbacks::templates::{apply_status, status_for_event};
 use crate::db::DbPool;
 use crate::db::providers::Provider;
 use crate::db::schema::providers;
-use crate::delivery::registry::ProviderRegistry;
 use crate::domain::ProviderKind;
 use crate::domain::ids::ProviderId;
 use crate::providers::CallError;
 use crate::providers::meta_whatsapp::{MetaTemplate, MetaWhatsappClient};
+use crate::providers::registry::ProviderRegistry;
 
 /// Templates asked for per page.
 pub const PAGE_LIMIT: u32 = 100;

@@ -7,22 +7,19 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
-use diesel::QueryableByName;
-use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::MessageStatus;
-use crate::db::cached::CacheStatement;
 use crate::db::messages::{self as db, Message, NewMessage};
+use crate::domain::MessageStatus;
 use crate::domain::ids::TemplateId;
 use crate::domain::recipient::Recipient;
 use crate::domain::{Channel, ProviderId};
 use crate::error::{ApiError, ErrorCode};
-use crate::outbox::{self, CloudEvent, OutboxEvent, topics};
+use crate::outbox::{self, OutboxEvent};
 use crate::templates::{self, TemplateRef};
 
 /// Longest accepted SMS body, in characters (Twilio's limit).
@@ -231,31 +228,6 @@ impl ValidSend {
     }
 }
 
-#[derive(QueryableByName)]
-struct OptedOut {
-    #[diesel(sql_type = Text)]
-    recipient: String,
-    #[diesel(sql_type = Text)]
-    channel: String,
-}
-
-async fn opted_out(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    recipients: Vec<String>,
-) -> diesel::QueryResult<HashSet<(String, String)>> {
-    let rows: Vec<OptedOut> = diesel::sql_query(
-        "SELECT recipient, channel FROM opt_outs \
-         WHERE tenant_id = $1 AND removed_at IS NULL AND recipient = ANY($2)",
-    )
-    .bind::<SqlUuid, _>(tenant_id)
-    .bind::<Array<Text>, _>(recipients)
-    .cached()
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.recipient, r.channel)).collect())
-}
-
 /// Checks valid sends against the tenant's data and inserts the acceptable ones with their
 /// events. Must run inside a transaction. Returns one result per input, in order.
 pub async fn accept(
@@ -271,7 +243,7 @@ pub async fn accept(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let opted = opted_out(conn, tenant_id, recipients).await?;
+    let opted = crate::db::opt_outs::opted_out(conn, tenant_id, recipients).await?;
     let mut providers: HashMap<Channel, Vec<Uuid>> = HashMap::new();
     let mut template_cache: HashMap<(TemplateKey, Channel), Option<crate::templates::Template>> =
         HashMap::new();
@@ -303,7 +275,7 @@ pub async fn accept(
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
     let inserted = db::insert_messages(conn, &rows).await?;
-    let events: Vec<OutboxEvent> = inserted.iter().map(requested_event).collect();
+    let events: Vec<OutboxEvent> = inserted.iter().map(super::events::requested).collect();
     outbox::enqueue(conn, &events).await?;
 
     let mut inserted = inserted.into_iter();
@@ -436,9 +408,9 @@ async fn prepare(
     Ok(Ok(NewMessage {
         id: Uuid::now_v7(),
         tenant_id,
-        channel: channel.as_str().to_owned(),
+        channel,
         recipient,
-        status: status.as_str().to_owned(),
+        status,
         subject,
         body,
         template_id,
@@ -450,33 +422,4 @@ async fn prepare(
         created_at: now,
         updated_at: now,
     }))
-}
-
-/// The `communication.requested` event of a newly accepted message.
-pub fn requested_event(message: &Message) -> OutboxEvent {
-    let message_id = crate::domain::ids::MessageId::from_uuid(message.id).to_string();
-    let mut data = json!({
-        "tenantId": message.tenant_id,
-        "messageId": message_id,
-        "channel": message.channel,
-        "recipient": message.recipient,
-        "status": message.status,
-        "provider": null,
-        "cost_usd": null,
-    });
-    if let Some(at) = message.scheduled_at {
-        data["scheduledAt"] = json!(crate::domain::time::format(&at));
-    }
-    if let Some(t) = message.template_id {
-        data["templateId"] = json!(TemplateId::from_uuid(t).to_string());
-    }
-    if message.metadata.as_object().is_some_and(|m| !m.is_empty()) {
-        data["metadata"] = message.metadata.clone();
-    }
-    OutboxEvent {
-        aggregate_type: "message",
-        aggregate_id: message.id,
-        tenant_id: Some(message.tenant_id),
-        event: CloudEvent::new(topics::COMMUNICATION_REQUESTED, message.tenant_id, data),
-    }
 }

@@ -1,6 +1,5 @@
-//! Messages: statuses and the acceptance path shared by the API and the event consumer.
+//! Messages: the acceptance path shared by the API and the event consumer, and the lifecycle
+//! events of a message.
 
 pub mod accept;
-pub mod status;
-
-pub use status::MessageStatus;
+pub mod events;

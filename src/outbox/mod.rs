@@ -5,7 +5,6 @@
 
 pub mod bus;
 pub mod event;
-pub mod handlers;
 pub mod process;
 pub mod store;
 

@@ -12,6 +12,7 @@ pub mod aws_sns;
 pub mod fcm;
 pub mod http;
 pub mod meta_whatsapp;
+pub mod registry;
 pub mod sandbox;
 pub mod sendgrid;
 pub mod twilio;

@@ -9,8 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::callbacks::{CallbackKind, RawCallback, Reply};
-use crate::envelope::ApiResponse;
 use crate::error::{ApiError, ApiResult};
+use crate::http::envelope::ApiResponse;
 use crate::state::AppState;
 
 /// Largest accepted callback body (SendGrid batches events).
@@ -65,11 +65,11 @@ pub struct CallbackAck {
     ),
     request_body(content = String, description = "The provider's payload, as it sends it (form, JSON or the SNS envelope)"),
     responses(
-        (status = 200, description = "Accepted (also for a replay, with duplicate: true); Twilio inbound messages get `<Response/>` as text/xml", body = crate::openapi::CallbackAckEnvelope),
-        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED: a signed body that cannot be read", body = crate::envelope::ErrorEnvelope),
-        (status = 401, description = "ERR_CPAAS_INVALID_SIGNATURE: the signature is missing, wrong or too old", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No provider of this kind has this id", body = crate::envelope::ErrorEnvelope),
-        (status = 503, description = "An SNS certificate or subscription URL could not be reached; SNS retries", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Accepted (also for a replay, with duplicate: true); Twilio inbound messages get `<Response/>` as text/xml", body = crate::routes::callbacks::CallbackAckEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED: a signed body that cannot be read", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "ERR_CPAAS_INVALID_SIGNATURE: the signature is missing, wrong or too old", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No provider of this kind has this id", body = crate::http::envelope::ErrorEnvelope),
+        (status = 503, description = "An SNS certificate or subscription URL could not be reached; SNS retries", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 pub async fn receive_callback(
@@ -120,8 +120,8 @@ pub async fn receive_callback(
     ),
     responses(
         (status = 200, description = "The challenge, as text/plain", body = String, content_type = "text/plain"),
-        (status = 403, description = "ERR_CPAAS_FORBIDDEN: wrong mode or token", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No META_WHATSAPP provider has this id", body = crate::envelope::ErrorEnvelope),
+        (status = 403, description = "ERR_CPAAS_FORBIDDEN: wrong mode or token", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No META_WHATSAPP provider has this id", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 pub async fn verify_meta_subscription(
@@ -141,4 +141,8 @@ pub async fn verify_meta_subscription(
             "hub.mode must be subscribe and hub.verify_token the provider's verify_token",
         )),
     }
+}
+
+crate::http::envelope::envelope_schema! {
+    CallbackAckEnvelope => CallbackAck,
 }

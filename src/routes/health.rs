@@ -4,8 +4,8 @@ use actix_web::{get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::envelope::ApiResponse;
 use crate::error::{ApiError, ApiResult};
+use crate::http::envelope::ApiResponse;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -38,7 +38,7 @@ pub struct ReadyStatus {
 /// The process is up.
 #[utoipa::path(
     tag = "internal",
-    responses((status = 200, description = "Alive", body = crate::openapi::HealthStatusEnvelope))
+    responses((status = 200, description = "Alive", body = crate::routes::health::HealthStatusEnvelope))
 )]
 #[get("/cpaas/v1/_internal/healthz")]
 pub async fn healthz() -> ApiResponse<HealthStatus> {
@@ -51,8 +51,8 @@ pub async fn healthz() -> ApiResponse<HealthStatus> {
 #[utoipa::path(
     tag = "internal",
     responses(
-        (status = 200, description = "Ready", body = crate::openapi::ReadyStatusEnvelope),
-        (status = 503, description = "ERR_CPAAS_SERVICE_UNAVAILABLE, details name the failing dependency", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Ready", body = crate::routes::health::ReadyStatusEnvelope),
+        (status = 503, description = "ERR_CPAAS_SERVICE_UNAVAILABLE, details name the failing dependency", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/_internal/readyz")]
@@ -86,4 +86,9 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<ApiResponse<ReadySt
         outbox_backlog: backlog,
         outbox_oldest_secs: oldest,
     }))
+}
+
+crate::http::envelope::envelope_schema! {
+    HealthStatusEnvelope => HealthStatus,
+    ReadyStatusEnvelope => ReadyStatus,
 }

@@ -1,17 +1,15 @@
 //! Operator endpoints: drain the outbox now, list dead letters, re-drive one, and sync
 //! WhatsApp template statuses from Meta now.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, get, post, web};
-use diesel_async::AsyncConnection;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::InternalKey;
-use crate::db::pagination::PageParams;
-use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{INTERNAL_SCOPE, Idempotency, Reply};
+use crate::http::InternalKey;
+use crate::http::envelope::{ApiResponse, Meta};
+use crate::http::idempotency::{Answer, INTERNAL_SCOPE, Idempotency, Reply};
+use crate::http::pagination::PageParams;
 use crate::outbox::store::{self, DeadEvent};
 use crate::state::AppState;
 
@@ -37,8 +35,8 @@ pub struct ProcessOutboxRequest {
     request_body(content = Option<ProcessOutboxRequest>, description = "Optional limit"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 200, description = "What the drain did", body = crate::openapi::DrainEnvelope),
-        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "What the drain did", body = crate::routes::internal::DrainEnvelope),
+        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/_internal/process-outbox")]
@@ -57,23 +55,11 @@ pub async fn process_outbox(
         ));
     }
     let meta = Meta::of(&req);
-    // Without a key there is nothing to record: the drain runs on its own connections and no
-    // transaction stays open meanwhile.
-    if !idempotency.is_keyed() {
-        let report = state.outbox.drain(max).await?;
-        return Idempotency::unkeyed(&meta, StatusCode::OK, &report);
-    }
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
-            return Ok(replay);
-        }
-        let report = state.outbox.drain(max).await?;
-        idempotency
-            .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &report, None)
-            .await
-    })
-    .await
+    idempotency
+        .run_detached(&state.pool, INTERNAL_SCOPE, &meta, async || {
+            Ok(Answer::ok(state.outbox.drain(max).await?))
+        })
+        .await
 }
 
 /// Dead-lettered events, newest first.
@@ -82,8 +68,8 @@ pub async fn process_outbox(
     security(("internal_key" = [])),
     params(PageParams),
     responses(
-        (status = 200, description = "A page of dead letters", body = crate::openapi::DeadListEnvelope),
-        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of dead letters", body = crate::routes::internal::DeadListEnvelope),
+        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/_internal/outbox/dead")]
@@ -108,8 +94,8 @@ pub async fn list_dead(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "Re-driven", body = crate::openapi::RedriveEnvelope),
-        (status = 404, description = "No dead letter with this id", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Re-driven", body = crate::routes::internal::RedriveEnvelope),
+        (status = 404, description = "No dead letter with this id", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/_internal/outbox/{id}/redrive")]
@@ -126,20 +112,15 @@ pub async fn redrive(
         .parse::<uuid::Uuid>()
         .map_err(|_| ApiError::not_found("dead letter"))?;
     let meta = Meta::of(&req);
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
-            return Ok(replay);
-        }
-        if !store::redrive(conn, id).await? {
-            return Err(ApiError::not_found("dead letter"));
-        }
-        let answer = serde_json::json!({ "id": id, "status": "PENDING" });
-        idempotency
-            .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &answer, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, INTERNAL_SCOPE, &meta, async |conn| {
+            if !store::redrive(conn, id).await? {
+                return Err(ApiError::not_found("dead letter"));
+            }
+            let answer = serde_json::json!({ "id": id, "status": "PENDING" });
+            Ok(Answer::ok(answer))
+        })
+        .await
 }
 
 /// Sync WhatsApp template statuses from Meta now, with the code the `sync-templates` job runs;
@@ -152,8 +133,8 @@ pub async fn redrive(
     security(("internal_key" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 200, description = "What the sync did", body = crate::openapi::SyncReportEnvelope),
-        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "What the sync did", body = crate::routes::internal::SyncReportEnvelope),
+        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/_internal/sync-templates")]
@@ -166,25 +147,22 @@ pub async fn sync_templates(
     let meta = Meta::of(&req);
     let sync = async || {
         let started = std::time::Instant::now();
-        let report =
-            crate::jobs::sync_templates::sync(&state.pool, state.delivery.registry()).await;
+        let report = crate::jobs::sync_templates::sync(&state.pool, &state.jobs.registry).await;
         state
             .metrics
             .record_job("sync-templates", report.is_ok(), started.elapsed());
         report
     };
-    if !idempotency.is_keyed() {
-        return Idempotency::unkeyed(&meta, StatusCode::OK, &sync().await?);
-    }
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
-            return Ok(replay);
-        }
-        let report = sync().await?;
-        idempotency
-            .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &report, None)
-            .await
-    })
-    .await
+    idempotency
+        .run_detached(&state.pool, INTERNAL_SCOPE, &meta, async || {
+            Ok(Answer::ok(sync().await?))
+        })
+        .await
+}
+
+crate::http::envelope::envelope_schema! {
+    DrainEnvelope => crate::outbox::DrainReport,
+    SyncReportEnvelope => crate::jobs::sync_templates::SyncReport,
+    DeadListEnvelope => Vec<crate::outbox::store::DeadEvent>,
+    RedriveEnvelope => serde_json::Value,
 }

@@ -1,13 +1,11 @@
 //! `POST /cpaas/v1/jobs/{name}`: run a job now (internal key).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, post, web};
-use diesel_async::AsyncConnection;
 
-use crate::auth::InternalKey;
-use crate::envelope::Meta;
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{INTERNAL_SCOPE, Idempotency, Reply};
+use crate::http::InternalKey;
+use crate::http::envelope::Meta;
+use crate::http::idempotency::{Answer, INTERNAL_SCOPE, Idempotency, Reply};
 use crate::jobs;
 use crate::state::AppState;
 
@@ -34,9 +32,9 @@ fn unknown_job(name: &str) -> ApiError {
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "What the run did", body = crate::openapi::JobReportEnvelope),
-        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No job has this name", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "What the run did", body = crate::routes::jobs::JobReportEnvelope),
+        (status = 401, description = "ERR_CPAAS_INVALID_API_KEY", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No job has this name", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/jobs/{name}")]
@@ -52,32 +50,19 @@ pub async fn run_job(
         return Err(unknown_job(&name));
     }
     let meta = Meta::of(&req);
-    // A job is not atomic with its key: it does its own work on its own pool connections
-    // and commits as it goes, while the key is recorded on this connection afterwards. So
-    // the key's transaction stays open for the whole run: `begin` takes the key's advisory
-    // lock, the job runs, and `finish` stores the report, all in one transaction on one
-    // connection. A duplicate arriving during the run gets 409 ERR_CPAAS_DUPLICATE_REQUEST
-    // rather than a second run; one arriving after gets the stored report. If the run fails,
-    // or storing the report does, nothing is kept under the key and a retry runs the job
-    // again (jobs are safe to repeat). Without a key there is nothing to record, and no
-    // connection is held while the job runs.
-    if !idempotency.is_keyed() {
-        let report = jobs::run_job(&name, &state)
-            .await
-            .ok_or_else(|| unknown_job(&name))??;
-        return Idempotency::unkeyed(&meta, StatusCode::OK, &report);
-    }
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, INTERNAL_SCOPE).await? {
-            return Ok(replay);
-        }
-        let report = jobs::run_job(&name, &state)
-            .await
-            .ok_or_else(|| unknown_job(&name))??;
-        idempotency
-            .finish(conn, INTERNAL_SCOPE, &meta, StatusCode::OK, &report, None)
-            .await
-    })
-    .await
+    // Jobs are safe to repeat: a run that failed stored nothing, and a retry runs it again.
+    idempotency
+        .run_detached(&state.pool, INTERNAL_SCOPE, &meta, async || {
+            let report = state
+                .jobs
+                .run(&name)
+                .await
+                .ok_or_else(|| unknown_job(&name))??;
+            Ok(Answer::ok(report))
+        })
+        .await
+}
+
+crate::http::envelope::envelope_schema! {
+    JobReportEnvelope => crate::jobs::JobReport,
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod callbacks;
 pub mod docs;
+pub mod fallback;
 pub mod health;
 pub mod internal;
 pub mod jobs;

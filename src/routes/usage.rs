@@ -11,10 +11,10 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::AuthUser;
 use crate::domain::roles::Permission;
-use crate::envelope::ApiResponse;
 use crate::error::{ApiError, ApiResult};
+use crate::http::AuthUser;
+use crate::http::envelope::ApiResponse;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -89,9 +89,9 @@ fn bound(field: &str, value: &str, end_of_day: bool) -> ApiResult<DateTime<Utc>>
     security(("bearer" = [])),
     params(UsageQuery),
     responses(
-        (status = 200, description = "The report", body = crate::openapi::UsageEnvelope),
-        (status = 400, description = "A bad range or grouping", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The report", body = crate::routes::usage::UsageEnvelope),
+        (status = 400, description = "A bad range or grouping", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "Not an admin", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/usage")]
@@ -166,4 +166,8 @@ pub async fn get_usage(
         cost_usd: groups.iter().map(|g| g.cost_usd).sum(),
         groups,
     }))
+}
+
+crate::http::envelope::envelope_schema! {
+    UsageEnvelope => UsageReport,
 }

@@ -12,6 +12,7 @@
 pub mod resolver;
 pub mod signature;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,6 @@ use crate::db::webhooks::open_webhook_secret;
 use crate::db::{DbError, DbPool};
 use crate::domain::ids::WebhookDeliveryId;
 use crate::domain::webhook::WEBHOOK_TOPICS;
-use crate::jobs::JobReport;
 use crate::outbox::EventHandler;
 use crate::outbox::store::ClaimedEvent;
 
@@ -129,14 +129,11 @@ impl WebhookSender {
     }
 
     /// Sends every due delivery, batch after batch, and reports what happened.
-    pub async fn run(&self) -> Result<JobReport, DbError> {
-        let mut report = JobReport {
-            job: "deliver-webhooks".into(),
-            ..Default::default()
-        };
-        for key in ["claimed", "delivered", "retrying", "failed"] {
-            report.counts.insert(key.into(), 0);
-        }
+    pub async fn run(&self) -> Result<BTreeMap<String, i64>, DbError> {
+        let mut counts: BTreeMap<String, i64> = ["claimed", "delivered", "retrying", "failed"]
+            .into_iter()
+            .map(|key| (key.to_owned(), 0))
+            .collect();
         // Bounded, so one run cannot go on for ever while receivers keep failing fast.
         for _ in 0..20 {
             let claimed = {
@@ -165,21 +162,21 @@ impl WebhookSender {
                 })
                 .await?;
             }
-            *report.counts.entry("claimed".into()).or_default() += claimed.len() as i64;
+            *counts.entry("claimed".into()).or_default() += claimed.len() as i64;
             for r in &records {
                 let key = match r.fate {
                     Fate::Delivered => "delivered",
                     Fate::RetryAt(_) => "retrying",
                     Fate::Failed => "failed",
                 };
-                *report.counts.entry(key.into()).or_default() += 1;
+                *counts.entry(key.into()).or_default() += 1;
                 self.metrics.record_webhook_attempt(key);
             }
             if (claimed.len() as i64) < self.policy.batch_size {
                 break;
             }
         }
-        Ok(report)
+        Ok(counts)
     }
 
     /// One POST of one delivery.

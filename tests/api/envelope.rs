@@ -174,7 +174,7 @@ async fn malformed_json_is_a_400_envelope() {
 #[actix_web::test]
 async fn an_oversized_body_is_a_413_envelope() {
     let app = spawn_app().await;
-    let big = "x".repeat(cpaas::startup::JSON_LIMIT_BYTES + 10);
+    let big = "x".repeat(cpaas::http::envelope::JSON_LIMIT_BYTES + 10);
     let res = app
         .client
         .post(app.url("/auth/v1/login"))

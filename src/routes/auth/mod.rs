@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::actors::token::{Login, Logout, Refresh};
+use crate::auth::Claims;
 use crate::auth::sessions::{SessionError, TokenPair};
-use crate::auth::{AuthUser, Claims};
-use crate::envelope::ApiResponse;
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldError};
+use crate::http::AuthUser;
+use crate::http::envelope::ApiResponse;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -90,10 +91,10 @@ fn require_non_empty(fields: &[(&str, &str)]) -> ApiResult<()> {
     tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new token pair", body = crate::openapi::TokenPairEnvelope),
-        (status = 400, description = "Invalid body", body = crate::envelope::ErrorEnvelope),
-        (status = 401, description = "ERR_AUTH_INVALID_CREDENTIALS", body = crate::envelope::ErrorEnvelope),
-        (status = 429, description = "ERR_AUTH_TOO_MANY_ATTEMPTS, with Retry-After", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A new token pair", body = crate::routes::auth::TokenPairEnvelope),
+        (status = 400, description = "Invalid body", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_CREDENTIALS", body = crate::http::envelope::ErrorEnvelope),
+        (status = 429, description = "ERR_AUTH_TOO_MANY_ATTEMPTS, with Retry-After", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/auth/v1/login")]
@@ -122,8 +123,8 @@ pub async fn login(
     tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, description = "A new token pair", body = crate::openapi::TokenPairEnvelope),
-        (status = 401, description = "ERR_AUTH_INVALID_REFRESH_TOKEN or ERR_AUTH_REFRESH_TOKEN_REUSED (the family is revoked)", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A new token pair", body = crate::routes::auth::TokenPairEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_REFRESH_TOKEN or ERR_AUTH_REFRESH_TOKEN_REUSED (the family is revoked)", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/auth/v1/refresh")]
@@ -148,8 +149,8 @@ pub async fn refresh(
     tag = "auth",
     request_body = RefreshRequest,
     responses(
-        (status = 200, description = "The family is revoked", body = crate::openapi::LogoutEnvelope),
-        (status = 401, description = "ERR_AUTH_INVALID_REFRESH_TOKEN", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The family is revoked", body = crate::routes::auth::LogoutEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_REFRESH_TOKEN", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/auth/v1/logout")]
@@ -174,8 +175,8 @@ pub async fn logout(
     tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The verified claims of the access token", body = crate::openapi::ClaimsEnvelope),
-        (status = 401, description = "ERR_CPAAS_UNAUTHORIZED or ERR_CPAAS_TOKEN_EXPIRED", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The verified claims of the access token", body = crate::routes::auth::ClaimsEnvelope),
+        (status = 401, description = "ERR_CPAAS_UNAUTHORIZED or ERR_CPAAS_TOKEN_EXPIRED", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/auth/v1/me")]
@@ -194,4 +195,10 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .insert_header(("cache-control", "public, max-age=300"))
         .content_type("application/jwk-set+json")
         .body(state.keys.jwks().to_string())
+}
+
+crate::http::envelope::envelope_schema! {
+    TokenPairEnvelope => crate::auth::sessions::TokenPair,
+    LogoutEnvelope => LogoutResponse,
+    ClaimsEnvelope => crate::auth::Claims,
 }

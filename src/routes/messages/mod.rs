@@ -87,9 +87,9 @@ impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
         Self {
             id: MessageId::from_uuid(m.id),
-            channel: m.channel,
+            channel: m.channel.to_string(),
             recipient: m.recipient,
-            status: m.status,
+            status: m.status.to_string(),
             subject: m.subject,
             body: m.body,
             template_id: m.template_id.map(TemplateId::from_uuid),
@@ -153,4 +153,11 @@ impl From<Attempt> for AttemptView {
             provider_message_id: a.provider_message_id,
         }
     }
+}
+
+crate::http::envelope::envelope_schema! {
+    MessageEnvelope => MessageView,
+    MessageListEnvelope => Vec<MessageView>,
+    AttemptListEnvelope => Vec<AttemptView>,
+    BulkEnvelope => BulkResponse,
 }

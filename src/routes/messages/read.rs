@@ -1,24 +1,23 @@
 //! `GET /cpaas/v1/messages[/{id}[/attempts]]` and `POST /cpaas/v1/messages/{id}/cancel`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, get, post, web};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{AttemptView, MessageView};
-use crate::auth::AuthUser;
 use crate::db::messages::{self as db, MessageFilter};
-use crate::db::pagination::PageParams;
-use crate::domain::ids::MessageId;
+use crate::domain::MessageStatus;
+use crate::domain::ids::MessagePrefix;
 use crate::domain::recipient::Recipient;
 use crate::domain::roles::Permission;
 use crate::domain::{Channel, ProviderId, ProviderKind};
-use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::idempotency::{Idempotency, Reply};
-use crate::messages::MessageStatus;
+use crate::http::AuthUser;
+use crate::http::envelope::{ApiResponse, Meta};
+use crate::http::extract::PathId;
+use crate::http::idempotency::{Answer, Idempotency, Reply};
+use crate::http::pagination::PageParams;
 use crate::state::AppState;
 
 /// Filters of `GET /cpaas/v1/messages`.
@@ -114,8 +113,8 @@ fn filter_from(q: &MessageListQuery) -> ApiResult<MessageFilter> {
     security(("bearer" = [])),
     params(MessageListQuery),
     responses(
-        (status = 200, description = "A page of messages", body = crate::openapi::MessageListEnvelope),
-        (status = 400, description = "A bad filter or cursor", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of messages", body = crate::routes::messages::MessageListEnvelope),
+        (status = 400, description = "A bad filter or cursor", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/messages")]
@@ -147,18 +146,17 @@ pub async fn list_messages(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Message id (msg_…)")),
     responses(
-        (status = 200, description = "The message", body = crate::openapi::MessageEnvelope),
-        (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The message", body = crate::routes::messages::MessageEnvelope),
+        (status = 404, description = "No such message for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/messages/{id}")]
 pub async fn get_message(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<MessagePrefix>,
 ) -> ApiResult<ApiResponse<MessageView>> {
     user.require(Permission::Read)?;
-    let id = MessageId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     let message = db::get_message(&mut conn, user.tenant_id, id.uuid())
         .await?
@@ -172,18 +170,17 @@ pub async fn get_message(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Message id (msg_…)")),
     responses(
-        (status = 200, description = "Attempts", body = crate::openapi::AttemptListEnvelope),
-        (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Attempts", body = crate::routes::messages::AttemptListEnvelope),
+        (status = 404, description = "No such message for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/messages/{id}/attempts")]
 pub async fn list_attempts(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<MessagePrefix>,
 ) -> ApiResult<ApiResponse<Vec<AttemptView>>> {
     user.require(Permission::Read)?;
-    let id = MessageId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     if db::get_message(&mut conn, user.tenant_id, id.uuid())
         .await?
@@ -206,9 +203,9 @@ pub async fn list_attempts(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "Cancelled", body = crate::openapi::MessageEnvelope),
-        (status = 404, description = "No such message for this tenant", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "ERR_CPAAS_INVALID_STATE: already dispatched or finished", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Cancelled", body = crate::routes::messages::MessageEnvelope),
+        (status = 404, description = "No such message for this tenant", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_INVALID_STATE: already dispatched or finished", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/messages/{id}/cancel")]
@@ -217,41 +214,25 @@ pub async fn cancel_message(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<MessagePrefix>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = MessageId::from_path(&path)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let message = db::lock_message(conn, tenant, id.uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("message"))?;
-        let status: MessageStatus = message
-            .status
-            .parse()
-            .map_err(|e: String| ApiError::internal(anyhow::anyhow!(e)))?;
-        if !status.can_move_to(MessageStatus::Cancelled) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidState,
-                format!("a {status} message cannot be cancelled"),
-            ));
-        }
-        let cancelled = db::mark_cancelled(conn, id.uuid()).await?;
-        idempotency
-            .finish(
-                conn,
-                tenant,
-                &meta,
-                StatusCode::OK,
-                &MessageView::from(cancelled),
-                None,
-            )
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let message = db::lock_message(conn, tenant, id.uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("message"))?;
+            let status = message.status;
+            if !status.can_move_to(MessageStatus::Cancelled) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!("a {status} message cannot be cancelled"),
+                ));
+            }
+            let cancelled = db::mark_cancelled(conn, id.uuid()).await?;
+            Ok(Answer::ok(MessageView::from(cancelled)))
+        })
+        .await
 }

@@ -2,20 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, post, web};
-use diesel_async::AsyncConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::MessageView;
-use crate::auth::AuthUser;
 use crate::domain::Channel;
 use crate::domain::roles::Permission;
-use crate::envelope::Meta;
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
-use crate::idempotency::{Idempotency, Reply};
+use crate::http::AuthUser;
+use crate::http::envelope::Meta;
+use crate::http::idempotency::{Answer, Idempotency, Reply};
 use crate::messages::accept::{self, SendRequest, ValidSend};
 use crate::rate_limit::RateStatus;
 use crate::state::AppState;
@@ -70,10 +68,10 @@ fn admit(
         .collect()
 }
 
-fn with_rate_headers(reply: Reply, statuses: &[RateStatus]) -> Reply {
+fn with_rate_headers<T>(answer: Answer<T>, statuses: &[RateStatus]) -> Answer<T> {
     match statuses.iter().min_by_key(|s| s.remaining) {
-        Some(status) => reply.with_headers(&status.headers()),
-        None => reply,
+        Some(status) => answer.with_headers(&status.headers()),
+        None => answer,
     }
 }
 
@@ -84,12 +82,12 @@ fn with_rate_headers(reply: Reply, statuses: &[RateStatus]) -> Reply {
     request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 202, description = "Accepted (QUEUED, or SCHEDULED with scheduled_at)", body = crate::openapi::MessageEnvelope),
-        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED, ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL, ERR_CPAAS_EMPTY_MESSAGE_BODY, ERR_CPAAS_TEMPLATE_NOT_FOUND, ERR_CPAAS_TEMPLATE_VARIABLES_MISSING", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "ERR_CPAAS_FORBIDDEN or ERR_CPAAS_TIER_INSUFFICIENT", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "ERR_CPAAS_DUPLICATE_REQUEST: the same Idempotency-Key is in flight", body = crate::envelope::ErrorEnvelope),
-        (status = 422, description = "ERR_CPAAS_RECIPIENT_OPTED_OUT, ERR_CPAAS_NO_PROVIDER_CONFIGURED, ERR_CPAAS_TEMPLATE_NOT_APPROVED, ERR_CPAAS_IDEMPOTENCY_KEY_REUSED", body = crate::envelope::ErrorEnvelope),
-        (status = 429, description = "ERR_CPAAS_RATE_LIMIT_EXCEEDED, with Retry-After", body = crate::envelope::ErrorEnvelope),
+        (status = 202, description = "Accepted (QUEUED, or SCHEDULED with scheduled_at)", body = crate::routes::messages::MessageEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED, ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL, ERR_CPAAS_EMPTY_MESSAGE_BODY, ERR_CPAAS_TEMPLATE_NOT_FOUND, ERR_CPAAS_TEMPLATE_VARIABLES_MISSING", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "ERR_CPAAS_FORBIDDEN or ERR_CPAAS_TIER_INSUFFICIENT", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_DUPLICATE_REQUEST: the same Idempotency-Key is in flight", body = crate::http::envelope::ErrorEnvelope),
+        (status = 422, description = "ERR_CPAAS_RECIPIENT_OPTED_OUT, ERR_CPAAS_NO_PROVIDER_CONFIGURED, ERR_CPAAS_TEMPLATE_NOT_APPROVED, ERR_CPAAS_IDEMPOTENCY_KEY_REUSED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 429, description = "ERR_CPAAS_RATE_LIMIT_EXCEEDED, with Retry-After", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/messages")]
@@ -103,31 +101,21 @@ pub async fn send_message(
     user.require(Permission::Send)?;
     let send = accept::validate(body.into_inner(), chrono::Utc::now())?;
     let meta = Meta::of(&req);
-    let mut conn = state.pool.get().await?;
     let tenant = user.tenant_id;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let sends = vec![Ok(send)];
-        let limits = admit(&state, &user, &sends)?;
-        let mut results = accept::accept(conn, tenant, sends).await?;
-        let message = results
-            .pop()
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no result for the send")))??;
-        let reply = idempotency
-            .finish(
-                conn,
-                tenant,
-                &meta,
-                StatusCode::ACCEPTED,
-                &MessageView::from(message),
-                None,
-            )
-            .await?;
-        Ok(with_rate_headers(reply, &limits))
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let sends = vec![Ok(send)];
+            let limits = admit(&state, &user, &sends)?;
+            let mut results = accept::accept(conn, tenant, sends).await?;
+            let message = results
+                .pop()
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no result for the send")))??;
+            Ok(with_rate_headers(
+                Answer::accepted(MessageView::from(message)),
+                &limits,
+            ))
+        })
+        .await
 }
 
 /// Send up to 1000 messages. Every item is validated; the valid ones are accepted together
@@ -138,9 +126,9 @@ pub async fn send_message(
     request_body = BulkRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 202, description = "Per-item results", body = crate::openapi::BulkEnvelope),
-        (status = 400, description = "ERR_CPAAS_BULK_LIMIT_EXCEEDED (more than 1000) or ERR_CPAAS_VALIDATION_FAILED (none)", body = crate::envelope::ErrorEnvelope),
-        (status = 429, description = "ERR_CPAAS_RATE_LIMIT_EXCEEDED, with Retry-After", body = crate::envelope::ErrorEnvelope),
+        (status = 202, description = "Per-item results", body = crate::routes::messages::BulkEnvelope),
+        (status = 400, description = "ERR_CPAAS_BULK_LIMIT_EXCEEDED (more than 1000) or ERR_CPAAS_VALIDATION_FAILED (none)", body = crate::http::envelope::ErrorEnvelope),
+        (status = 429, description = "ERR_CPAAS_RATE_LIMIT_EXCEEDED, with Retry-After", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/messages/bulk")]
@@ -178,42 +166,38 @@ pub async fn send_bulk(
         })
         .collect();
     let meta = Meta::of(&req);
-    let mut conn = state.pool.get().await?;
     let tenant = user.tenant_id;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let limits = admit(&state, &user, &sends)?;
-        let results = accept::accept(conn, tenant, sends).await?;
-        let results: Vec<BulkItemResult> = results
-            .into_iter()
-            .enumerate()
-            .map(|(index, r)| match r {
-                Ok(m) => BulkItemResult {
-                    index,
-                    status: "accepted",
-                    message_id: Some(crate::domain::ids::MessageId::from_uuid(m.id).to_string()),
-                    error: None,
-                },
-                Err(e) => BulkItemResult {
-                    index,
-                    status: "rejected",
-                    message_id: None,
-                    error: Some(e.body()),
-                },
-            })
-            .collect();
-        let accepted = results.iter().filter(|r| r.error.is_none()).count();
-        let answer = BulkResponse {
-            accepted,
-            rejected: results.len() - accepted,
-            results,
-        };
-        let reply = idempotency
-            .finish(conn, tenant, &meta, StatusCode::ACCEPTED, &answer, None)
-            .await?;
-        Ok(with_rate_headers(reply, &limits))
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let limits = admit(&state, &user, &sends)?;
+            let results = accept::accept(conn, tenant, sends).await?;
+            let results: Vec<BulkItemResult> = results
+                .into_iter()
+                .enumerate()
+                .map(|(index, r)| match r {
+                    Ok(m) => BulkItemResult {
+                        index,
+                        status: "accepted",
+                        message_id: Some(
+                            crate::domain::ids::MessageId::from_uuid(m.id).to_string(),
+                        ),
+                        error: None,
+                    },
+                    Err(e) => BulkItemResult {
+                        index,
+                        status: "rejected",
+                        message_id: None,
+                        error: Some(e.body()),
+                    },
+                })
+                .collect();
+            let accepted = results.iter().filter(|r| r.error.is_none()).count();
+            let answer = BulkResponse {
+                accepted,
+                rejected: results.len() - accepted,
+                results,
+            };
+            Ok(with_rate_headers(Answer::accepted(answer), &limits))
+        })
+        .await
 }

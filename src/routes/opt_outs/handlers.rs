@@ -2,18 +2,18 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, delete, get, post, web};
-use diesel_async::AsyncConnection;
 
 use super::{CheckQuery, CreateOptOutRequest, OptOutCheckView, OptOutListQuery, OptOutView};
-use crate::auth::AuthUser;
 use crate::db::opt_outs::{self as db, OptOutFilter};
-use crate::db::pagination::PageParams;
-use crate::domain::OptOutId;
+use crate::domain::ids::OptOutPrefix;
 use crate::domain::opt_out::{OptOutScope, OptOutSource};
 use crate::domain::roles::Permission;
-use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::idempotency::{Idempotency, Reply};
+use crate::http::AuthUser;
+use crate::http::envelope::{ApiResponse, Meta};
+use crate::http::extract::PathId;
+use crate::http::idempotency::{Answer, Idempotency, Reply};
+use crate::http::pagination::PageParams;
 use crate::routes::providers::DeletedView;
 use crate::state::AppState;
 
@@ -40,9 +40,9 @@ fn query_recipient(raw: &str) -> String {
     security(("bearer" = [])),
     params(OptOutListQuery),
     responses(
-        (status = 200, description = "A page of opt-outs", body = crate::openapi::OptOutListEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR, ERR_CPAAS_INVALID_CHANNEL, ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of opt-outs", body = crate::routes::opt_outs::OptOutListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR, ERR_CPAAS_INVALID_CHANNEL, ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/opt-outs")]
@@ -101,10 +101,10 @@ pub async fn list_opt_outs(
     request_body = CreateOptOutRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 201, description = "The new opt-out", body = crate::openapi::OptOutEnvelope),
-        (status = 200, description = "The recipient was already opted out: the existing opt-out", body = crate::openapi::OptOutEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage opt-outs", body = crate::envelope::ErrorEnvelope),
+        (status = 201, description = "The new opt-out", body = crate::routes::opt_outs::OptOutEnvelope),
+        (status = 200, description = "The recipient was already opted out: the existing opt-out", body = crate::routes::opt_outs::OptOutEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage opt-outs", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/opt-outs")]
@@ -134,37 +134,25 @@ pub async fn create_opt_out(
     }
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let (row, created) = db::add_opt_out(
-            conn,
-            tenant,
-            recipient.normalized(),
-            scope.as_str(),
-            OptOutSource::Api.as_str(),
-            reason.as_deref(),
-        )
-        .await?;
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        idempotency
-            .finish(
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let (row, created) = db::add_opt_out(
                 conn,
                 tenant,
-                &meta,
-                status,
-                &OptOutView::from_row(row),
-                None,
+                recipient.normalized(),
+                scope.as_str(),
+                OptOutSource::Api.as_str(),
+                reason.as_deref(),
             )
-            .await
-    })
-    .await
+            .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(Answer::new(status, OptOutView::from_row(row)))
+        })
+        .await
 }
 
 /// Whether a recipient is opted out.
@@ -173,9 +161,9 @@ pub async fn create_opt_out(
     security(("bearer" = [])),
     params(CheckQuery),
     responses(
-        (status = 200, description = "`opted_out` and the opt-out that applies", body = crate::openapi::OptOutCheckEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "`opted_out` and the opt-out that applies", body = crate::routes::opt_outs::OptOutCheckEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PHONE_NUMBER, ERR_CPAAS_INVALID_EMAIL, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/opt-outs/check")]
@@ -218,9 +206,9 @@ pub async fn check_opt_out(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "Removed", body = crate::openapi::DeletedEnvelope),
-        (status = 403, description = "The caller may not manage opt-outs", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such active opt-out for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Removed", body = crate::routes::providers::DeletedEnvelope),
+        (status = 403, description = "The caller may not manage opt-outs", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such active opt-out for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[delete("/cpaas/v1/opt-outs/{id}")]
@@ -229,27 +217,21 @@ pub async fn delete_opt_out(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<OptOutPrefix>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = OptOutId::from_path(&path)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        if !db::remove_opt_out(conn, tenant, id.uuid()).await? {
-            return Err(ApiError::not_found("opt-out"));
-        }
-        let view = DeletedView {
-            id: id.to_string(),
-            deleted: true,
-        };
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            if !db::remove_opt_out(conn, tenant, id.uuid()).await? {
+                return Err(ApiError::not_found("opt-out"));
+            }
+            let view = DeletedView {
+                id: id.to_string(),
+                deleted: true,
+            };
+            Ok(Answer::ok(view))
+        })
+        .await
 }

@@ -95,3 +95,9 @@ pub struct OptOutCheckView {
     /// The opt-out that applies, if any.
     pub opt_out: Option<OptOutView>,
 }
+
+crate::http::envelope::envelope_schema! {
+    OptOutEnvelope => OptOutView,
+    OptOutListEnvelope => Vec<OptOutView>,
+    OptOutCheckEnvelope => OptOutCheckView,
+}

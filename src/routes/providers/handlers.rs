@@ -1,23 +1,23 @@
 //! Provider handlers.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, delete, get, patch, post, web};
-use diesel_async::AsyncConnection;
 use serde_json::{Map, Value};
 
 use super::{
     CreateProviderRequest, DeletedView, HealthView, ProviderListQuery, ProviderView,
     UpdateProviderRequest,
 };
-use crate::auth::AuthUser;
 use crate::crypto::CredentialCipher;
-use crate::db::pagination::PageParams;
 use crate::db::providers::{self as db, NewProvider, ProviderChanges, ProviderFilter};
+use crate::domain::ids::ProviderPrefix;
 use crate::domain::roles::Permission;
 use crate::domain::{Channel, ProviderId, ProviderKind};
-use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::idempotency::{Idempotency, Reply};
+use crate::http::AuthUser;
+use crate::http::envelope::{ApiResponse, Meta};
+use crate::http::extract::PathId;
+use crate::http::idempotency::{Answer, Idempotency, Reply};
+use crate::http::pagination::PageParams;
 use crate::state::AppState;
 
 fn invalid_config(message: impl Into<String>) -> ApiError {
@@ -120,9 +120,9 @@ fn to_texts(channels: &[Channel]) -> Vec<Option<String>> {
     security(("bearer" = [])),
     params(ProviderListQuery),
     responses(
-        (status = 200, description = "A page of providers", body = crate::openapi::ProviderListEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of providers", body = crate::routes::providers::ProviderListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/providers")]
@@ -173,10 +173,10 @@ pub async fn list_providers(
     request_body = CreateProviderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 201, description = "The provider", body = crate::openapi::ProviderEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "A provider with this name exists", body = crate::envelope::ErrorEnvelope),
+        (status = 201, description = "The provider", body = crate::routes::providers::ProviderEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "Not an admin", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "A provider with this name exists", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/providers")]
@@ -213,30 +213,18 @@ pub async fn create_provider(
     };
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        if db::name_taken(conn, tenant, &new.name).await? {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("a provider named {:?} already exists", new.name),
-            ));
-        }
-        let row = db::insert_provider(conn, &new).await?;
-        idempotency
-            .finish(
-                conn,
-                tenant,
-                &meta,
-                StatusCode::CREATED,
-                &ProviderView::from_row(row),
-                None,
-            )
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            if db::name_taken(conn, tenant, &new.name).await? {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("a provider named {:?} already exists", new.name),
+                ));
+            }
+            let row = db::insert_provider(conn, &new).await?;
+            Ok(Answer::created(ProviderView::from_row(row)))
+        })
+        .await
 }
 
 /// One provider.
@@ -245,18 +233,17 @@ pub async fn create_provider(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Provider id (prv_…)")),
     responses(
-        (status = 200, description = "The provider", body = crate::openapi::ProviderEnvelope),
-        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The provider", body = crate::routes::providers::ProviderEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/providers/{id}")]
 pub async fn get_provider(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<ProviderPrefix>,
 ) -> ApiResult<ApiResponse<ProviderView>> {
     user.require(Permission::Read)?;
-    let id = ProviderId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     let row = db::get_provider(&mut conn, user.tenant_id, id.uuid())
         .await?
@@ -274,11 +261,11 @@ pub async fn get_provider(
     ),
     request_body = UpdateProviderRequest,
     responses(
-        (status = 200, description = "The provider", body = crate::openapi::ProviderEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "A provider with this name exists", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The provider", body = crate::routes::providers::ProviderEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_PROVIDER_CONFIG naming the field", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "Not an admin", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "A provider with this name exists", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[patch("/cpaas/v1/providers/{id}")]
@@ -287,91 +274,78 @@ pub async fn update_provider(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<ProviderPrefix>,
     body: web::Json<UpdateProviderRequest>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
-    let id = ProviderId::from_path(&path)?;
     let body = body.into_inner();
     let name = body.name.as_deref().map(check_name).transpose()?;
     let priority = body.priority.map(check_priority).transpose()?;
     let tenant_id = user.tenant_id;
     let cipher = state.cipher.clone();
     let meta = Meta::of(&req);
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant_id).await? {
-            return Ok(replay);
-        }
-        let current = db::lock_provider(conn, tenant_id, id.uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("provider"))?;
-        let kind = parse_kind(&current.kind)?;
-        let channels = body
-            .channels
-            .as_deref()
-            .map(|c| parse_channels(kind, Some(c)))
-            .transpose()?;
-        let config = match body.config {
-            Some(config) => config,
-            None => match current.config {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            },
-        };
-        let mut credentials = open_credentials(
-            &cipher,
-            tenant_id,
-            id.uuid(),
-            &current.credentials_encrypted,
-        )
-        .map_err(ApiError::internal)?;
-        let credentials_changed = body.credentials.is_some();
-        for (key, value) in body.credentials.unwrap_or_default() {
-            if value.is_null() {
-                credentials.remove(&key);
-            } else {
-                credentials.insert(key, value);
-            }
-        }
-        kind.validate(&config, &credentials)
-            .map_err(invalid_config)?;
-        if let Some(name) = &name
-            && *name != current.name
-            && db::name_taken(conn, tenant_id, name).await?
-        {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("a provider named {name:?} already exists"),
-            ));
-        }
-        let changes = ProviderChanges {
-            name,
-            channels: channels.as_deref().map(to_texts),
-            priority,
-            is_active: body.is_active,
-            config: Some(Value::Object(config)),
-            credentials_encrypted: if credentials_changed {
-                Some(seal(&cipher, tenant_id, id.uuid(), &credentials)?)
-            } else {
-                None
-            },
-            credential_keys: credentials_changed.then(|| key_names(&credentials)),
-            updated_at: Some(chrono::Utc::now()),
-        };
-        let row = db::update_provider(conn, tenant_id, id.uuid(), &changes).await?;
-        idempotency
-            .finish(
-                conn,
+    idempotency
+        .run(&state.pool, tenant_id, &meta, async |conn| {
+            let current = db::lock_provider(conn, tenant_id, id.uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("provider"))?;
+            let kind = parse_kind(&current.kind)?;
+            let channels = body
+                .channels
+                .as_deref()
+                .map(|c| parse_channels(kind, Some(c)))
+                .transpose()?;
+            let config = match body.config {
+                Some(config) => config,
+                None => match current.config {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                },
+            };
+            let mut credentials = open_credentials(
+                &cipher,
                 tenant_id,
-                &meta,
-                StatusCode::OK,
-                &ProviderView::from_row(row),
-                None,
+                id.uuid(),
+                &current.credentials_encrypted,
             )
-            .await
-    })
-    .await
+            .map_err(ApiError::internal)?;
+            let credentials_changed = body.credentials.is_some();
+            for (key, value) in body.credentials.unwrap_or_default() {
+                if value.is_null() {
+                    credentials.remove(&key);
+                } else {
+                    credentials.insert(key, value);
+                }
+            }
+            kind.validate(&config, &credentials)
+                .map_err(invalid_config)?;
+            if let Some(name) = &name
+                && *name != current.name
+                && db::name_taken(conn, tenant_id, name).await?
+            {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("a provider named {name:?} already exists"),
+                ));
+            }
+            let changes = ProviderChanges {
+                name,
+                channels: channels.as_deref().map(to_texts),
+                priority,
+                is_active: body.is_active,
+                config: Some(Value::Object(config)),
+                credentials_encrypted: if credentials_changed {
+                    Some(seal(&cipher, tenant_id, id.uuid(), &credentials)?)
+                } else {
+                    None
+                },
+                credential_keys: credentials_changed.then(|| key_names(&credentials)),
+                updated_at: Some(chrono::Utc::now()),
+            };
+            let row = db::update_provider(conn, tenant_id, id.uuid(), &changes).await?;
+            Ok(Answer::ok(ProviderView::from_row(row)))
+        })
+        .await
 }
 
 /// Remove a provider (admin). It stops being used at once; past messages keep their reference.
@@ -383,9 +357,9 @@ pub async fn update_provider(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
-        (status = 403, description = "Not an admin", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Deleted", body = crate::routes::providers::DeletedEnvelope),
+        (status = 403, description = "Not an admin", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[delete("/cpaas/v1/providers/{id}")]
@@ -394,29 +368,23 @@ pub async fn delete_provider(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<ProviderPrefix>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
-    let id = ProviderId::from_path(&path)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        if !db::delete_provider(conn, tenant, id.uuid()).await? {
-            return Err(ApiError::not_found("provider"));
-        }
-        let view = DeletedView {
-            id: id.to_string(),
-            deleted: true,
-        };
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            if !db::delete_provider(conn, tenant, id.uuid()).await? {
+                return Err(ApiError::not_found("provider"));
+            }
+            let view = DeletedView {
+                id: id.to_string(),
+                deleted: true,
+            };
+            Ok(Answer::ok(view))
+        })
+        .await
 }
 
 /// Health of one provider.
@@ -425,18 +393,17 @@ pub async fn delete_provider(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Provider id (prv_…)")),
     responses(
-        (status = 200, description = "Health", body = crate::openapi::HealthEnvelope),
-        (status = 404, description = "No such provider for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Health", body = crate::routes::providers::HealthEnvelope),
+        (status = 404, description = "No such provider for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/providers/{id}/health")]
 pub async fn get_provider_health(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<ProviderPrefix>,
 ) -> ApiResult<ApiResponse<HealthView>> {
     user.require(Permission::Read)?;
-    let id = ProviderId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     let row = db::get_provider(&mut conn, user.tenant_id, id.uuid())
         .await?

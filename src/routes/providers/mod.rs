@@ -149,3 +149,10 @@ pub struct DeletedView {
     pub id: String,
     pub deleted: bool,
 }
+
+crate::http::envelope::envelope_schema! {
+    ProviderEnvelope => ProviderView,
+    ProviderListEnvelope => Vec<ProviderView>,
+    DeletedEnvelope => DeletedView,
+    HealthEnvelope => HealthView,
+}

@@ -1,21 +1,22 @@
 //! Template CRUD handlers.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, delete, get, patch, post, web};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 
 use super::checks::{Content, check_content, check_provider_name, ensure_free, parse_channel};
 use super::{CreateTemplateRequest, TemplateListQuery, TemplateView, UpdateTemplateRequest};
-use crate::auth::AuthUser;
-use crate::db::pagination::PageParams;
 use crate::db::templates::{
     self as db, NewTemplate, Template, TemplateChanges, TemplateFilter, TemplateVersion,
 };
 use crate::domain::TemplateId;
+use crate::domain::ids::TemplatePrefix;
 use crate::domain::roles::Permission;
-use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult};
-use crate::idempotency::{Idempotency, Reply};
+use crate::http::AuthUser;
+use crate::http::envelope::{ApiResponse, Meta};
+use crate::http::extract::PathId;
+use crate::http::idempotency::{Answer, Idempotency, Reply};
+use crate::http::pagination::PageParams;
 use crate::routes::providers::DeletedView;
 use crate::state::AppState;
 use crate::templates::TemplateStatus;
@@ -26,9 +27,9 @@ use crate::templates::TemplateStatus;
     security(("bearer" = [])),
     params(TemplateListQuery),
     responses(
-        (status = 200, description = "A page of templates", body = crate::openapi::TemplateListEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 401, description = "Missing or invalid token", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of templates", body = crate::routes::templates::TemplateListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR, ERR_CPAAS_INVALID_CHANNEL or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "Missing or invalid token", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/templates")]
@@ -80,10 +81,10 @@ pub async fn list_templates(
     request_body = CreateTemplateRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours")),
     responses(
-        (status = 201, description = "The template, version 1", body = crate::openapi::TemplateEnvelope),
-        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field (a body or subject that does not compile names it), or ERR_CPAAS_INVALID_CHANNEL", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "ERR_CPAAS_CONFLICT: (name, channel, locale) is taken", body = crate::envelope::ErrorEnvelope),
+        (status = 201, description = "The template, version 1", body = crate::routes::templates::TemplateEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field (a body or subject that does not compile names it), or ERR_CPAAS_INVALID_CHANNEL", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage templates", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_CONFLICT: (name, channel, locale) is taken", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/templates")]
@@ -121,25 +122,13 @@ pub async fn create_template(
     };
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        ensure_free(conn, tenant, &new.name, &new.channel, &new.locale, None).await?;
-        let row = db::insert_template(conn, &new).await?;
-        idempotency
-            .finish(
-                conn,
-                tenant,
-                &meta,
-                StatusCode::CREATED,
-                &TemplateView::from_row(row),
-                None,
-            )
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            ensure_free(conn, tenant, &new.name, &new.channel, &new.locale, None).await?;
+            let row = db::insert_template(conn, &new).await?;
+            Ok(Answer::created(TemplateView::from_row(row)))
+        })
+        .await
 }
 
 /// One template.
@@ -148,18 +137,17 @@ pub async fn create_template(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Template id (tpl_…)")),
     responses(
-        (status = 200, description = "The template", body = crate::openapi::TemplateEnvelope),
-        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The template", body = crate::routes::templates::TemplateEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/templates/{id}")]
 pub async fn get_template(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<TemplatePrefix>,
 ) -> ApiResult<ApiResponse<TemplateView>> {
     user.require(Permission::Read)?;
-    let id = TemplateId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     let row = db::get_template(&mut conn, user.tenant_id, id.uuid())
         .await?
@@ -178,11 +166,11 @@ pub async fn get_template(
     ),
     request_body = UpdateTemplateRequest,
     responses(
-        (status = 200, description = "The template", body = crate::openapi::TemplateEnvelope),
-        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "ERR_CPAAS_CONFLICT: (name, channel, locale) is taken", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The template", body = crate::routes::templates::TemplateEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage templates", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_CONFLICT: (name, channel, locale) is taken", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[patch("/cpaas/v1/templates/{id}")]
@@ -191,35 +179,22 @@ pub async fn update_template(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<TemplatePrefix>,
     body: web::Json<UpdateTemplateRequest>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = TemplateId::from_path(&path)?;
     let body = body.into_inner();
     let meta = Meta::of(&req);
     let tenant_id = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant_id).await? {
-            return Ok(replay);
-        }
-        let current = db::lock_template(conn, tenant_id, id.uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("template"))?;
-        let row = apply_update(conn, current, body).await?;
-        idempotency
-            .finish(
-                conn,
-                tenant_id,
-                &meta,
-                StatusCode::OK,
-                &TemplateView::from_row(row),
-                None,
-            )
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant_id, &meta, async |conn| {
+            let current = db::lock_template(conn, tenant_id, id.uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("template"))?;
+            let row = apply_update(conn, current, body).await?;
+            Ok(Answer::ok(TemplateView::from_row(row)))
+        })
+        .await
 }
 
 async fn apply_update(
@@ -288,9 +263,9 @@ async fn apply_update(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
-        (status = 403, description = "The caller may not manage templates", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Deleted", body = crate::routes::providers::DeletedEnvelope),
+        (status = 403, description = "The caller may not manage templates", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[delete("/cpaas/v1/templates/{id}")]
@@ -299,27 +274,21 @@ pub async fn delete_template(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<TemplatePrefix>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = TemplateId::from_path(&path)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        if !db::delete_template(conn, tenant, id.uuid()).await? {
-            return Err(ApiError::not_found("template"));
-        }
-        let view = DeletedView {
-            id: id.to_string(),
-            deleted: true,
-        };
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            if !db::delete_template(conn, tenant, id.uuid()).await? {
+                return Err(ApiError::not_found("template"));
+            }
+            let view = DeletedView {
+                id: id.to_string(),
+                deleted: true,
+            };
+            Ok(Answer::ok(view))
+        })
+        .await
 }

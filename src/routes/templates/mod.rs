@@ -172,3 +172,10 @@ pub struct PreviewView {
     /// The variables the template read.
     pub variables_used: Vec<String>,
 }
+
+crate::http::envelope::envelope_schema! {
+    TemplateEnvelope => TemplateView,
+    TemplateListEnvelope => Vec<TemplateView>,
+    TemplateVersionListEnvelope => Vec<TemplateVersionView>,
+    PreviewEnvelope => PreviewView,
+}

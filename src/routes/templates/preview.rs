@@ -5,12 +5,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{PreviewRequest, PreviewView, TemplateVersionView};
-use crate::auth::AuthUser;
 use crate::db::templates as db;
-use crate::domain::TemplateId;
+use crate::domain::ids::TemplatePrefix;
 use crate::domain::roles::Permission;
-use crate::envelope::{ApiResponse, Page};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::AuthUser;
+use crate::http::envelope::{ApiResponse, Page};
+use crate::http::extract::PathId;
 use crate::state::AppState;
 use crate::templates::{RenderError, render};
 
@@ -21,20 +22,19 @@ use crate::templates::{RenderError, render};
     params(("id" = String, Path, description = "Template id (tpl_…)")),
     request_body = PreviewRequest,
     responses(
-        (status = 200, description = "The rendered subject and body", body = crate::openapi::PreviewEnvelope),
-        (status = 400, description = "ERR_CPAAS_TEMPLATE_VARIABLES_MISSING with `details: [{\"variable\": …}]`, or ERR_CPAAS_VALIDATION_FAILED when the variables do not fit the template", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The rendered subject and body", body = crate::routes::templates::PreviewEnvelope),
+        (status = 400, description = "ERR_CPAAS_TEMPLATE_VARIABLES_MISSING with `details: [{\"variable\": …}]`, or ERR_CPAAS_VALIDATION_FAILED when the variables do not fit the template", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/templates/{id}/preview")]
 pub async fn preview_template(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<TemplatePrefix>,
     body: web::Json<PreviewRequest>,
 ) -> ApiResult<ApiResponse<PreviewView>> {
     user.require(Permission::Read)?;
-    let id = TemplateId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     let template = db::get_template(&mut conn, user.tenant_id, id.uuid())
         .await?
@@ -80,20 +80,19 @@ fn decode_version_cursor(cursor: &str) -> Option<i32> {
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Template id (tpl_…)"), VersionListQuery),
     responses(
-        (status = 200, description = "A page of versions", body = crate::openapi::TemplateVersionListEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such template for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of versions", body = crate::routes::templates::TemplateVersionListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such template for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/templates/{id}/versions")]
 pub async fn list_template_versions(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<TemplatePrefix>,
     query: web::Query<VersionListQuery>,
 ) -> ApiResult<ApiResponse<Vec<TemplateVersionView>>> {
     user.require(Permission::Read)?;
-    let id = TemplateId::from_path(&path)?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid_field(

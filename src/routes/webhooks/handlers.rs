@@ -1,24 +1,24 @@
 //! Webhook subscription handlers.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, delete, get, patch, post, web};
-use diesel_async::AsyncConnection;
 
 use super::{
     CreateWebhookRequest, DeliveryListQuery, UpdateWebhookRequest, WebhookDeliveryView,
     WebhookListQuery, WebhookView, WebhookWithSecretView,
 };
-use crate::auth::AuthUser;
-use crate::db::pagination::PageParams;
 use crate::db::webhook_deliveries as deliveries;
 use crate::db::webhooks::{self as db, NewWebhook, WebhookChanges, seal_webhook_secret};
 use crate::domain::WebhookId;
 use crate::domain::ids::WebhookDeliveryId;
+use crate::domain::ids::WebhookPrefix;
 use crate::domain::roles::Permission;
 use crate::domain::webhook::{check_events, check_webhook_url, generate_secret};
-use crate::envelope::{ApiResponse, Meta};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::idempotency::{Idempotency, Reply};
+use crate::http::AuthUser;
+use crate::http::envelope::{ApiResponse, Meta};
+use crate::http::extract::PathId;
+use crate::http::idempotency::{Answer, Idempotency, Reply};
+use crate::http::pagination::PageParams;
 use crate::routes::providers::DeletedView;
 use crate::state::AppState;
 
@@ -62,9 +62,9 @@ fn check_description(description: Option<String>) -> ApiResult<Option<String>> {
     security(("bearer" = [])),
     params(WebhookListQuery),
     responses(
-        (status = 200, description = "A page of webhooks", body = crate::openapi::WebhookListEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of webhooks", body = crate::routes::webhooks::WebhookListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/webhooks")]
@@ -100,9 +100,9 @@ pub async fn list_webhooks(
     request_body = CreateWebhookRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer, secret included, for 24 hours")),
     responses(
-        (status = 201, description = "The webhook and its secret", body = crate::openapi::WebhookWithSecretEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_WEBHOOK_URL, or ERR_CPAAS_VALIDATION_FAILED naming an unknown event", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
+        (status = 201, description = "The webhook and its secret", body = crate::routes::webhooks::WebhookWithSecretEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_WEBHOOK_URL, or ERR_CPAAS_VALIDATION_FAILED naming an unknown event", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/webhooks")]
@@ -132,21 +132,16 @@ pub async fn create_webhook(
     };
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let row = db::insert_webhook(conn, &new).await?;
-        let view = WebhookWithSecretView {
-            webhook: WebhookView::from_row(row),
-            secret,
-        };
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::CREATED, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let row = db::insert_webhook(conn, &new).await?;
+            let view = WebhookWithSecretView {
+                webhook: WebhookView::from_row(row),
+                secret,
+            };
+            Ok(Answer::created(view))
+        })
+        .await
 }
 
 /// One webhook (without its secret).
@@ -155,19 +150,18 @@ pub async fn create_webhook(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Webhook id (whk_…)")),
     responses(
-        (status = 200, description = "The webhook", body = crate::openapi::WebhookEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such webhook for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The webhook", body = crate::routes::webhooks::WebhookEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/webhooks/{id}")]
 pub async fn get_webhook(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<WebhookPrefix>,
 ) -> ApiResult<ApiResponse<WebhookView>> {
     user.require(Permission::Send)?;
-    let id = WebhookId::from_path(&path)?;
     let mut conn = state.pool.get().await?;
     let row = db::get_webhook(&mut conn, user.tenant_id, id.uuid())
         .await?
@@ -185,10 +179,10 @@ pub async fn get_webhook(
     ),
     request_body = UpdateWebhookRequest,
     responses(
-        (status = 200, description = "The webhook", body = crate::openapi::WebhookEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_WEBHOOK_URL or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such webhook for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The webhook", body = crate::routes::webhooks::WebhookEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_WEBHOOK_URL or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[patch("/cpaas/v1/webhooks/{id}")]
@@ -197,11 +191,10 @@ pub async fn update_webhook(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<WebhookPrefix>,
     body: web::Json<UpdateWebhookRequest>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = WebhookId::from_path(&path)?;
     let body = body.into_inner();
     let changes = WebhookChanges {
         url: body
@@ -220,26 +213,14 @@ pub async fn update_webhook(
     };
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
-            .await?
-            .ok_or_else(|| ApiError::not_found("webhook"))?;
-        idempotency
-            .finish(
-                conn,
-                tenant,
-                &meta,
-                StatusCode::OK,
-                &WebhookView::from_row(row),
-                None,
-            )
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
+                .await?
+                .ok_or_else(|| ApiError::not_found("webhook"))?;
+            Ok(Answer::ok(WebhookView::from_row(row)))
+        })
+        .await
 }
 
 /// Delete a webhook: nothing more is delivered to it.
@@ -251,9 +232,9 @@ pub async fn update_webhook(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 200, description = "Deleted", body = crate::openapi::DeletedEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such webhook for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "Deleted", body = crate::routes::providers::DeletedEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[delete("/cpaas/v1/webhooks/{id}")]
@@ -262,29 +243,23 @@ pub async fn delete_webhook(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<WebhookPrefix>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = WebhookId::from_path(&path)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        if !db::delete_webhook(conn, tenant, id.uuid()).await? {
-            return Err(ApiError::not_found("webhook"));
-        }
-        let view = DeletedView {
-            id: id.to_string(),
-            deleted: true,
-        };
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            if !db::delete_webhook(conn, tenant, id.uuid()).await? {
+                return Err(ApiError::not_found("webhook"));
+            }
+            let view = DeletedView {
+                id: id.to_string(),
+                deleted: true,
+            };
+            Ok(Answer::ok(view))
+        })
+        .await
 }
 
 /// Replace a webhook's signing secret. The new secret is in this answer only; the old one
@@ -298,9 +273,9 @@ pub async fn delete_webhook(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer, secret included, for 24 hours"),
     ),
     responses(
-        (status = 200, description = "The webhook and its new secret", body = crate::openapi::WebhookWithSecretEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such webhook for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "The webhook and its new secret", body = crate::routes::webhooks::WebhookWithSecretEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/webhooks/{id}/rotate-secret")]
@@ -309,10 +284,9 @@ pub async fn rotate_webhook_secret(
     user: AuthUser,
     state: web::Data<AppState>,
     idempotency: Idempotency,
-    path: web::Path<String>,
+    id: PathId<WebhookPrefix>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let id = WebhookId::from_path(&path)?;
     let secret = generate_secret();
     let changes = WebhookChanges {
         secret_encrypted: Some(
@@ -324,23 +298,18 @@ pub async fn rotate_webhook_secret(
     };
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
-            .await?
-            .ok_or_else(|| ApiError::not_found("webhook"))?;
-        let view = WebhookWithSecretView {
-            webhook: WebhookView::from_row(row),
-            secret,
-        };
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::OK, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
+                .await?
+                .ok_or_else(|| ApiError::not_found("webhook"))?;
+            let view = WebhookWithSecretView {
+                webhook: WebhookView::from_row(row),
+                secret,
+            };
+            Ok(Answer::ok(view))
+        })
+        .await
 }
 
 /// The deliveries of events to a webhook, newest first, each with every attempt made:
@@ -350,21 +319,20 @@ pub async fn rotate_webhook_secret(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Webhook id (whk_…)"), DeliveryListQuery),
     responses(
-        (status = 200, description = "A page of deliveries", body = crate::openapi::WebhookDeliveryListEnvelope),
-        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::envelope::ErrorEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such webhook for this tenant", body = crate::envelope::ErrorEnvelope),
+        (status = 200, description = "A page of deliveries", body = crate::routes::webhooks::WebhookDeliveryListEnvelope),
+        (status = 400, description = "ERR_CPAAS_INVALID_CURSOR or ERR_CPAAS_VALIDATION_FAILED", body = crate::http::envelope::ErrorEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook for this tenant", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[get("/cpaas/v1/webhooks/{id}/deliveries")]
 pub async fn list_webhook_deliveries(
     user: AuthUser,
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    id: PathId<WebhookPrefix>,
     query: web::Query<DeliveryListQuery>,
 ) -> ApiResult<ApiResponse<Vec<WebhookDeliveryView>>> {
     user.require(Permission::Send)?;
-    let id = WebhookId::from_path(&path)?;
     let query = query.into_inner();
     let status = match query.status.as_deref() {
         None => None,
@@ -429,10 +397,10 @@ pub async fn list_webhook_deliveries(
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours"),
     ),
     responses(
-        (status = 202, description = "Queued for another attempt", body = crate::openapi::WebhookDeliveryEnvelope),
-        (status = 403, description = "The caller may not manage webhooks", body = crate::envelope::ErrorEnvelope),
-        (status = 404, description = "No such webhook or delivery for this tenant", body = crate::envelope::ErrorEnvelope),
-        (status = 409, description = "ERR_CPAAS_INVALID_STATE: the delivery is still pending", body = crate::envelope::ErrorEnvelope),
+        (status = 202, description = "Queued for another attempt", body = crate::routes::webhooks::WebhookDeliveryEnvelope),
+        (status = 403, description = "The caller may not manage webhooks", body = crate::http::envelope::ErrorEnvelope),
+        (status = 404, description = "No such webhook or delivery for this tenant", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_INVALID_STATE: the delivery is still pending", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/webhooks/{id}/deliveries/{delivery_id}/retry")]
@@ -449,31 +417,26 @@ pub async fn retry_webhook_delivery(
     let delivery = WebhookDeliveryId::from_path(&delivery)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let mut conn = state.pool.get().await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if let Some(replay) = idempotency.begin(conn, tenant).await? {
-            return Ok(replay);
-        }
-        if db::get_webhook(conn, tenant, webhook.uuid())
-            .await?
-            .is_none()
-        {
-            return Err(ApiError::not_found("webhook"));
-        }
-        let row = deliveries::requeue(conn, tenant, webhook.uuid(), delivery.uuid())
-            .await?
-            .ok_or_else(|| ApiError::not_found("webhook delivery"))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidState,
-                    "the delivery is still pending; it will be attempted on its schedule",
-                )
-            })?;
-        let attempts = deliveries::attempts_of(conn, &[row.id]).await?;
-        let view = WebhookDeliveryView::from_row(row, attempts);
-        idempotency
-            .finish(conn, tenant, &meta, StatusCode::ACCEPTED, &view, None)
-            .await
-    })
-    .await
+    idempotency
+        .run(&state.pool, tenant, &meta, async |conn| {
+            if db::get_webhook(conn, tenant, webhook.uuid())
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::not_found("webhook"));
+            }
+            let row = deliveries::requeue(conn, tenant, webhook.uuid(), delivery.uuid())
+                .await?
+                .ok_or_else(|| ApiError::not_found("webhook delivery"))?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidState,
+                        "the delivery is still pending; it will be attempted on its schedule",
+                    )
+                })?;
+            let attempts = deliveries::attempts_of(conn, &[row.id]).await?;
+            let view = WebhookDeliveryView::from_row(row, attempts);
+            Ok(Answer::accepted(view))
+        })
+        .await
 }

@@ -193,3 +193,11 @@ impl WebhookDeliveryView {
         }
     }
 }
+
+crate::http::envelope::envelope_schema! {
+    WebhookEnvelope => WebhookView,
+    WebhookListEnvelope => Vec<WebhookView>,
+    WebhookWithSecretEnvelope => WebhookWithSecretView,
+    WebhookDeliveryListEnvelope => Vec<WebhookDeliveryView>,
+    WebhookDeliveryEnvelope => WebhookDeliveryView,
+}

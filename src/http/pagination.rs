@@ -6,8 +6,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::envelope::Page;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::envelope::Page;
 
 /// `?limit=&cursor=` of every list.
 #[derive(Debug, Default, Deserialize, IntoParams)]

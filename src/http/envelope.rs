@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 
+/// Largest accepted JSON body.
+pub const JSON_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
 /// The request id header, echoed on every response.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -353,23 +356,31 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
     .into()
 }
 
-/// The default service: no route matched the path and method. When the path is a documented
-/// route with other methods, that is a 405 listing them in `Allow`; otherwise a 404.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let allowed = crate::openapi::methods_for_path(req.path());
-    if allowed.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            "no route matches this path",
-        ));
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
     }
-    let err = ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "method not allowed on this route",
-    );
-    let mut response = error_response(&err, &Meta::of(&req));
-    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-        response.headers_mut().insert(header::ALLOW, value);
+
+    /// The envelope (with its `meta`) is written by the request-context middleware,
+    /// which has the request; this body is only what a caller without it would see.
+    fn error_response(&self) -> HttpResponse {
+        error_response(self, &Meta::default())
     }
-    Ok(response)
 }
+
+/// Declares OpenAPI schemas of the envelope with a given `data`, one per response body.
+macro_rules! envelope_schema {
+    ($($name:ident => $data:ty),* $(,)?) => {$(
+        #[doc = concat!("Envelope whose `data` is `", stringify!($data), "`.")]
+        #[derive(utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            pub data: $data,
+            #[schema(value_type = Option<Object>)]
+            pub error: Option<()>,
+            pub page: Option<$crate::http::envelope::Page>,
+            pub meta: $crate::http::envelope::Meta,
+        }
+    )*};
+}
+pub(crate) use envelope_schema;

@@ -1,6 +1,6 @@
-//! `Idempotency-Key` (SPEC section 3). Scope is (tenant, key). A handler calls `begin` first
-//! inside its transaction and `finish` last, so the key record commits or rolls back with the
-//! domain and outbox rows:
+//! `Idempotency-Key` (SPEC section 3). Scope is (tenant, key). A write handler runs its work
+//! inside [`Idempotency::run`], which calls `begin` first inside the transaction and `finish`
+//! last, so the key record commits or rolls back with the domain and outbox rows:
 //!
 //! - same key, same method, path and body: the stored status and body are replayed byte for
 //!   byte with `Idempotent-Replayed: true`;
@@ -19,18 +19,15 @@ use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use chrono::{Duration, Utc};
-use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::db::cached::CacheStatement;
-use crate::db::schema::idempotency_keys;
-use crate::envelope::{Meta, Page, render_envelope};
+use crate::db::{DbPool, idempotency_keys, tx};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::http::envelope::{Meta, Page, render_envelope};
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -58,7 +55,7 @@ pub async fn fingerprint_requests(
         let mut body = BytesMut::new();
         while let Some(chunk) = payload.next().await {
             let chunk = chunk?;
-            if body.len() + chunk.len() > crate::startup::JSON_LIMIT_BYTES {
+            if body.len() + chunk.len() > crate::http::envelope::JSON_LIMIT_BYTES {
                 return Err(ApiError::new(
                     ErrorCode::PayloadTooLarge,
                     "the request body is too large",
@@ -168,13 +165,42 @@ impl FromRequest for Idempotency {
     }
 }
 
-#[derive(Queryable)]
-struct Stored {
-    method: String,
-    path: String,
-    fingerprint: Vec<u8>,
-    status_code: i32,
-    response_body: Vec<u8>,
+/// What a keyed write handler's work answers, before it is rendered (and stored).
+pub struct Answer<T> {
+    status: StatusCode,
+    data: T,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl<T> Answer<T> {
+    pub fn new(status: StatusCode, data: T) -> Self {
+        Self {
+            status,
+            data,
+            headers: Vec::new(),
+        }
+    }
+
+    /// 200.
+    pub fn ok(data: T) -> Self {
+        Self::new(StatusCode::OK, data)
+    }
+
+    /// 201.
+    pub fn created(data: T) -> Self {
+        Self::new(StatusCode::CREATED, data)
+    }
+
+    /// 202.
+    pub fn accepted(data: T) -> Self {
+        Self::new(StatusCode::ACCEPTED, data)
+    }
+
+    /// Response headers sent with this answer but not stored for replays.
+    pub fn with_headers(mut self, headers: &[(&'static str, String)]) -> Self {
+        self.headers.extend(headers.iter().cloned());
+        self
+    }
 }
 
 impl Idempotency {
@@ -183,10 +209,55 @@ impl Idempotency {
         self.key.is_some()
     }
 
+    /// The one shape of a keyed write: a connection, a transaction, the key's lock and replay
+    /// check, the handler's `work`, and its answer stored under the key, all committed together
+    /// (or not at all: a failed request stores nothing).
+    pub async fn run<T: Serialize>(
+        &self,
+        pool: &DbPool,
+        scope: Uuid,
+        meta: &Meta,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> ApiResult<Answer<T>>,
+    ) -> ApiResult<Reply> {
+        let mut conn = pool.get().await?;
+        tx::run(&mut conn, async |conn| {
+            if let Some(replay) = self.begin(conn, scope).await? {
+                return Ok(replay);
+            }
+            let answer = work(conn).await?;
+            let reply = self
+                .finish(conn, scope, meta, answer.status, &answer.data, None)
+                .await?;
+            Ok(reply.with_headers(&answer.headers))
+        })
+        .await
+    }
+
+    /// The keyed-write frame for work that takes its own connections and commits as it goes
+    /// (a drain, a job): it is not atomic with the key. With a key, the key's transaction stays
+    /// open around the whole work, so a duplicate arriving meanwhile gets 409
+    /// `ERR_CPAAS_DUPLICATE_REQUEST` instead of a second run, and one arriving after gets the
+    /// stored answer; a failed run stores nothing, so a retry runs it again. Without a key there
+    /// is nothing to record, and no connection is held while the work runs.
+    pub async fn run_detached<T: Serialize>(
+        &self,
+        pool: &DbPool,
+        scope: Uuid,
+        meta: &Meta,
+        work: impl AsyncFnOnce() -> ApiResult<Answer<T>>,
+    ) -> ApiResult<Reply> {
+        if !self.is_keyed() {
+            let answer = work().await?;
+            let reply = Self::unkeyed(meta, answer.status, &answer.data)?;
+            return Ok(reply.with_headers(&answer.headers));
+        }
+        self.run(pool, scope, meta, async |_conn| work().await)
+            .await
+    }
+
     /// The answer to a request without a key: rendered and stored nowhere, so it needs no
-    /// connection. Handlers whose work takes its own connections use it to avoid holding one
-    /// (and a transaction) for the whole run when there is no key to record.
-    pub fn unkeyed<T: Serialize>(meta: &Meta, status: StatusCode, data: &T) -> ApiResult<Reply> {
+    /// connection.
+    fn unkeyed<T: Serialize>(meta: &Meta, status: StatusCode, data: &T) -> ApiResult<Reply> {
         let body = render_envelope(data, None, meta).map_err(ApiError::internal)?;
         Ok(Reply {
             status,
@@ -197,43 +268,17 @@ impl Idempotency {
     }
 
     /// Call first, inside the transaction. `Some(reply)` is the stored answer to return as is.
-    pub async fn begin(
-        &self,
-        conn: &mut AsyncPgConnection,
-        scope: Uuid,
-    ) -> ApiResult<Option<Reply>> {
+    async fn begin(&self, conn: &mut AsyncPgConnection, scope: Uuid) -> ApiResult<Option<Reply>> {
         let Some(k) = &self.key else {
             return Ok(None);
         };
-        let locked: bool = diesel::select(
-            diesel::dsl::sql::<Bool>("pg_try_advisory_xact_lock(hashtextextended(")
-                .bind::<Text, _>(format!("{scope}:{}", k.key))
-                .sql(", 7))"),
-        )
-        .cached()
-        .get_result(conn)
-        .await?;
-        if !locked {
+        if !idempotency_keys::try_lock(conn, scope, &k.key).await? {
             return Err(ApiError::new(
                 ErrorCode::DuplicateRequest,
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             ));
         }
-        let stored: Option<Stored> = idempotency_keys::table
-            .filter(idempotency_keys::tenant_id.eq(scope))
-            .filter(idempotency_keys::key.eq(&k.key))
-            .filter(idempotency_keys::expires_at.gt(Utc::now()))
-            .select((
-                idempotency_keys::method,
-                idempotency_keys::path,
-                idempotency_keys::fingerprint,
-                idempotency_keys::status_code,
-                idempotency_keys::response_body,
-            ))
-            .first(conn)
-            .await
-            .optional()?;
-        match stored {
+        match idempotency_keys::find_live(conn, scope, &k.key).await? {
             None => Ok(None),
             Some(s)
                 if s.method == k.method && s.path == k.path && s.fingerprint == k.fingerprint =>
@@ -254,7 +299,7 @@ impl Idempotency {
 
     /// Call last, inside the transaction: renders the envelope and, for a keyed request,
     /// stores it under the key.
-    pub async fn finish<T: Serialize>(
+    async fn finish<T: Serialize>(
         &self,
         conn: &mut AsyncPgConnection,
         scope: Uuid,
@@ -265,34 +310,17 @@ impl Idempotency {
     ) -> ApiResult<Reply> {
         let body = render_envelope(data, page, meta).map_err(ApiError::internal)?;
         if let Some(k) = &self.key {
-            let now = Utc::now();
-            let expires_at = now + Duration::hours(RETENTION_HOURS);
-            diesel::insert_into(idempotency_keys::table)
-                .values((
-                    idempotency_keys::tenant_id.eq(scope),
-                    idempotency_keys::key.eq(&k.key),
-                    idempotency_keys::method.eq(&k.method),
-                    idempotency_keys::path.eq(&k.path),
-                    idempotency_keys::fingerprint.eq(&k.fingerprint),
-                    idempotency_keys::status_code.eq(i32::from(status.as_u16())),
-                    idempotency_keys::response_body.eq(&body),
-                    idempotency_keys::created_at.eq(now),
-                    idempotency_keys::expires_at.eq(expires_at),
-                ))
-                .on_conflict((idempotency_keys::tenant_id, idempotency_keys::key))
-                .do_update()
-                .set((
-                    idempotency_keys::method.eq(&k.method),
-                    idempotency_keys::path.eq(&k.path),
-                    idempotency_keys::fingerprint.eq(&k.fingerprint),
-                    idempotency_keys::status_code.eq(i32::from(status.as_u16())),
-                    idempotency_keys::response_body.eq(&body),
-                    idempotency_keys::created_at.eq(now),
-                    idempotency_keys::expires_at.eq(expires_at),
-                ))
-                .cached()
-                .execute(conn)
-                .await?;
+            let answer = idempotency_keys::NewAnswer {
+                tenant_id: scope,
+                key: &k.key,
+                method: &k.method,
+                path: &k.path,
+                fingerprint: &k.fingerprint,
+                status_code: i32::from(status.as_u16()),
+                response_body: &body,
+                expires_at: Utc::now() + Duration::hours(RETENTION_HOURS),
+            };
+            idempotency_keys::store(conn, &answer).await?;
         }
         Ok(Reply {
             status,
@@ -301,11 +329,4 @@ impl Idempotency {
             headers: Vec::new(),
         })
     }
-}
-
-/// Deletes expired keys; returns how many.
-pub async fn purge_expired(conn: &mut AsyncPgConnection) -> QueryResult<usize> {
-    diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.lt(Utc::now())))
-        .execute(conn)
-        .await
 }

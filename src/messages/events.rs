@@ -1,10 +1,11 @@
-//! The lifecycle events delivery emits, with the platform's keys.
+//! The lifecycle events of a message (requested, sent, delivered, failed, provider failover),
+//! with the platform's keys. Acceptance, delivery and callbacks all build them here.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::db::messages::Message;
-use crate::domain::ids::MessageId;
+use crate::domain::ids::{MessageId, TemplateId};
 use crate::outbox::{CloudEvent, OutboxEvent, topics};
 
 fn cost(message: &Message) -> Value {
@@ -77,4 +78,33 @@ pub fn failover(
         "reason": reason,
     });
     event(message, topics::PROVIDER_FAILOVER, data)
+}
+
+/// The `communication.requested` event of a newly accepted message.
+pub fn requested(message: &Message) -> OutboxEvent {
+    let message_id = MessageId::from_uuid(message.id).to_string();
+    let mut data = json!({
+        "tenantId": message.tenant_id,
+        "messageId": message_id,
+        "channel": message.channel,
+        "recipient": message.recipient,
+        "status": message.status,
+        "provider": null,
+        "cost_usd": null,
+    });
+    if let Some(at) = message.scheduled_at {
+        data["scheduledAt"] = json!(crate::domain::time::format(&at));
+    }
+    if let Some(t) = message.template_id {
+        data["templateId"] = json!(TemplateId::from_uuid(t).to_string());
+    }
+    if message.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+        data["metadata"] = message.metadata.clone();
+    }
+    OutboxEvent {
+        aggregate_type: "message",
+        aggregate_id: message.id,
+        tenant_id: Some(message.tenant_id),
+        event: CloudEvent::new(topics::COMMUNICATION_REQUESTED, message.tenant_id, data),
+    }
 }

@@ -1,4 +1,4 @@
-//! Message statuses and the forward-only rule between them.
+//! Message statuses and the rule between them: forward only, but for a retry.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,7 +7,19 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 /// Where a message is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageStatus {
     Scheduled,
@@ -73,12 +85,14 @@ impl MessageStatus {
 
     /// Whether moving from `self` to `next` goes forward. Terminal statuses stay; a
     /// delivered message may still be read, or reported undelivered by a late receipt is not
-    /// accepted (delivery confirmation wins).
+    /// accepted (delivery confirmation wins). The one step back is a retry: an attempt that
+    /// did not go through puts a SENDING message back in the queue.
     pub fn can_move_to(self, next: MessageStatus) -> bool {
         if self.is_terminal() || self == next {
             return false;
         }
         match next {
+            MessageStatus::Queued if self == MessageStatus::Sending => true,
             MessageStatus::Cancelled => {
                 matches!(self, MessageStatus::Scheduled | MessageStatus::Queued)
             }
@@ -121,6 +135,15 @@ mod tests {
         assert!(!Read.can_move_to(Delivered));
         assert!(!Failed.can_move_to(Sent));
         assert!(Sent.can_move_to(Undelivered));
+    }
+
+    #[test]
+    fn only_a_message_in_flight_goes_back_to_the_queue() {
+        assert!(Sending.can_move_to(Queued));
+        assert!(Scheduled.can_move_to(Queued));
+        assert!(!Sent.can_move_to(Queued));
+        assert!(!Delivered.can_move_to(Queued));
+        assert!(!Failed.can_move_to(Queued));
     }
 
     #[test]

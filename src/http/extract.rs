@@ -1,4 +1,5 @@
-//! Request extractors: `AuthUser` (a verified bearer token) and `InternalKey` (the operator key).
+//! Request extractors: `AuthUser` (a verified bearer token), `InternalKey` (the operator key)
+//! and `PathId` (a prefixed resource id from the path).
 
 use std::future::{Ready, ready};
 
@@ -8,12 +9,13 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::Claims;
-use super::keys::TokenError;
+use crate::auth::Claims;
+use crate::auth::keys::TokenError;
+use crate::domain::ids::{IdPrefix, PublicId};
 use crate::domain::roles::Permission;
 use crate::domain::{PlanTier, Role};
-use crate::envelope::RequestTenant;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::envelope::RequestTenant;
 use crate::state::AppState;
 
 /// The authenticated caller of a tenant endpoint.
@@ -142,5 +144,32 @@ impl FromRequest for InternalKey {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(check_internal_key(req))
+    }
+}
+
+/// The prefixed resource id of the path's `{id}` segment; anything that is not one of this
+/// resource's ids is a 404 naming the resource.
+pub struct PathId<P: IdPrefix>(pub PublicId<P>);
+
+impl<P: IdPrefix> std::ops::Deref for PathId<P> {
+    type Target = PublicId<P>;
+
+    fn deref(&self) -> &PublicId<P> {
+        &self.0
+    }
+}
+
+impl<P: IdPrefix> FromRequest for PathId<P> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.match_info()
+                .get("id")
+                .and_then(PublicId::parse)
+                .map(PathId)
+                .ok_or_else(|| ApiError::not_found(P::RESOURCE)),
+        )
     }
 }

@@ -1,0 +1,55 @@
+//! What a provider is handed for one attempt, and the price recorded when it reports none.
+
+use super::policy::DeliveryPolicy;
+use crate::db::messages::Message;
+use crate::db::providers::Provider;
+use crate::domain::ids::MessageId;
+use crate::domain::{Channel, ProviderId, ProviderKind};
+use crate::providers::OutboundMessage;
+
+/// The callback path segment of the kinds whose send call names a status callback URL.
+fn callback_kind(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::Twilio => Some("twilio"),
+        ProviderKind::Vonage => Some("vonage"),
+        _ => None,
+    }
+}
+
+/// The provider's view of a message being sent.
+pub fn outbound(
+    policy: &DeliveryPolicy,
+    message: &Message,
+    provider: &Provider,
+) -> OutboundMessage {
+    let kind: Option<ProviderKind> = provider.kind.parse().ok();
+    let status_callback_url = match (&policy.public_base_url, kind.and_then(callback_kind)) {
+        (Some(base), Some(kind)) => Some(format!(
+            "{base}/cpaas/v1/provider-callbacks/{kind}/{}",
+            ProviderId::from_uuid(provider.id)
+        )),
+        _ => None,
+    };
+    OutboundMessage {
+        message_id: MessageId::from_uuid(message.id).to_string(),
+        tenant_id: message.tenant_id,
+        channel: message.channel,
+        recipient: message.recipient.clone(),
+        subject: message.subject.clone(),
+        body: message.body.clone(),
+        provider_template: None,
+        metadata: message.metadata.clone(),
+        status_callback_url,
+    }
+}
+
+/// The price used when the provider reports none, in micro-USD.
+pub fn default_price(channel: Channel) -> i64 {
+    match channel {
+        Channel::Sms => 7_900,
+        Channel::Whatsapp => 5_000,
+        Channel::Email => 100,
+        Channel::Voice => 13_000,
+        Channel::Push => 0,
+    }
+}
