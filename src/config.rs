@@ -38,6 +38,10 @@ pub struct Settings {
     pub jwt_external_public_key_path: Option<PathBuf>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
+    /// `iss` that the auth service's tokens must carry, when set.
+    pub jwt_external_issuer: Option<String>,
+    /// `aud` that the auth service's tokens must carry, when set.
+    pub jwt_external_audience: Option<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub encryption_key: Option<SecretString>,
@@ -149,6 +153,8 @@ impl Settings {
             jwt_external_public_key_path: get("JWT_EXTERNAL_PUBLIC_KEY_PATH").map(PathBuf::from),
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "cpaas-orchestrator".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "eventzr".into()),
+            jwt_external_issuer: get("JWT_EXTERNAL_ISSUER"),
+            jwt_external_audience: get("JWT_EXTERNAL_AUDIENCE"),
             access_token_ttl: secs(&get, "ACCESS_TOKEN_TTL_SECS", 3600)?,
             refresh_token_ttl: secs(&get, "REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
             encryption_key: get("CPAAS_ENCRYPTION_KEY").map(SecretString::from),

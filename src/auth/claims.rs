@@ -1,4 +1,6 @@
-//! The claims of an access token.
+//! The claims of an access token: this service's own (with `iss`, `aud` and `jti`), or the
+//! platform auth service's (the seven claims `sub`, `tenantId`, `email`, `roles`, `planTier`,
+//! `iat`, `exp`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,9 +20,16 @@ pub struct Claims {
     pub plan_tier: String,
     pub iat: i64,
     pub exp: i64,
-    pub iss: String,
+    /// Not before; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Always on this service's tokens; on the auth service's only when it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
     /// A string, or a list of strings for tokens from an external issuer.
-    #[schema(value_type = String)]
-    pub aud: Value,
-    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub aud: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }

@@ -1,5 +1,11 @@
 //! RS256 signing keys: the service's own key (from configuration, or generated and kept in a
-//! file in development), extra verification keys from an external auth service, and the JWKS.
+//! file in development), the verification keys of the platform's auth service, and the JWKS.
+//!
+//! This service's tokens must carry its `kid`, `iss`, `aud`, `sub` (a user id) and `exp`. The
+//! auth service's tokens verify against its JWKS (selected by `kid`) or its single PEM key
+//! (whatever the `kid`, or none); `iss` and `aud` are required of them only when
+//! `JWT_EXTERNAL_ISSUER` / `JWT_EXTERNAL_AUDIENCE` are set, and `sub` is any non-empty string.
+//! Every token is RS256, and its `exp` (and `nbf`, when present) are checked.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,9 +39,58 @@ pub enum TokenError {
 pub struct SigningKeys {
     kid: String,
     encoding: EncodingKey,
-    verifying: HashMap<String, DecodingKey>,
+    own: DecodingKey,
     jwks: Value,
     validation: Validation,
+    external: ExternalKeys,
+}
+
+/// The auth service's verification keys and what its tokens must carry.
+struct ExternalKeys {
+    by_kid: HashMap<String, DecodingKey>,
+    /// The single PEM key, tried whatever the token's `kid`.
+    pem: Option<DecodingKey>,
+    validation: Validation,
+}
+
+impl ExternalKeys {
+    fn none() -> Self {
+        Self {
+            by_kid: HashMap::new(),
+            pem: None,
+            validation: external_validation(None, None),
+        }
+    }
+}
+
+fn base_validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.leeway = 30;
+    validation.validate_nbf = true;
+    validation
+}
+
+/// What the auth service's tokens must carry: `exp` and `sub` always, `iss` and `aud` when
+/// configured.
+fn external_validation(issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = base_validation();
+    let mut required = vec!["exp", "sub"];
+    match issuer {
+        Some(issuer) => {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        None => validation.iss = None,
+    }
+    match audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -123,23 +178,34 @@ impl SigningKeys {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let pem = load_private_key_pem(settings)?;
         let mut keys = Self::from_private_pem(&pem, &settings.jwt_issuer, &settings.jwt_audience)?;
+        keys.external.validation = external_validation(
+            settings.jwt_external_issuer.as_deref(),
+            settings.jwt_external_audience.as_deref(),
+        );
         if let Some(path) = &settings.jwt_external_jwks_path {
-            let text = std::fs::read_to_string(path)?;
-            let set: JwkSet = serde_json::from_str(&text)?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read JWT_EXTERNAL_JWKS_PATH {}: {e}", path.display())
+            })?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a JWK set: {e}", path.display()))?;
             for jwk in &set.keys {
                 let kid = jwk.common.key_id.clone().ok_or_else(|| {
                     anyhow::anyhow!("every key of {} needs a kid", path.display())
                 })?;
-                keys.verifying.insert(kid, DecodingKey::from_jwk(jwk)?);
+                keys.external
+                    .by_kid
+                    .insert(kid, DecodingKey::from_jwk(jwk)?);
             }
         }
         if let Some(path) = &settings.jwt_external_public_key_path {
-            let public = parse_public_key(&std::fs::read_to_string(path)?)?;
-            let (n, e) = components(&public);
-            keys.verifying.insert(
-                thumbprint(&n, &e),
-                DecodingKey::from_rsa_components(&n, &e)?,
-            );
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read JWT_EXTERNAL_PUBLIC_KEY_PATH {}: {e}",
+                    path.display()
+                )
+            })?;
+            let (n, e) = components(&parse_public_key(&text)?);
+            keys.external.pem = Some(DecodingKey::from_rsa_components(&n, &e)?);
         }
         Ok(keys)
     }
@@ -151,22 +217,21 @@ impl SigningKeys {
         let kid = thumbprint(&n, &e);
         let der = private.to_pkcs1_der()?;
         let encoding = EncodingKey::from_rsa_der(der.as_bytes());
-        let mut verifying = HashMap::new();
-        verifying.insert(kid.clone(), DecodingKey::from_rsa_components(&n, &e)?);
+        let own = DecodingKey::from_rsa_components(&n, &e)?;
         let jwks = json!({ "keys": [{
             "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e
         }]});
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.leeway = 30;
+        let mut validation = base_validation();
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         Ok(Self {
             kid,
             encoding,
-            verifying,
+            own,
             jwks,
             validation,
+            external: ExternalKeys::none(),
         })
     }
 
@@ -187,25 +252,42 @@ impl SigningKeys {
         jsonwebtoken::encode(&header, claims, &self.encoding)
     }
 
-    /// Verifies a bearer token: RS256 only, a known `kid`, `exp`, `iss` and `aud`.
+    /// Verifies a bearer token: RS256 only; this service's key (by its `kid`) with every check
+    /// of its own tokens, else the auth service's key with the checks its tokens get.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::Invalid(format!("malformed header: {e}")))?;
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Invalid("only RS256 tokens are accepted".into()));
         }
-        let kid = header
-            .kid
-            .ok_or_else(|| TokenError::Invalid("the token header has no kid".into()))?;
-        let key = self
-            .verifying
-            .get(&kid)
-            .ok_or_else(|| TokenError::Invalid("unknown signing key".into()))?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid(e.to_string()),
-            })
+        let kid = header.kid.as_deref();
+        if kid == Some(self.kid.as_str()) {
+            let claims = decode(token, &self.own, &self.validation)?;
+            if uuid::Uuid::parse_str(&claims.sub).is_err() {
+                return Err(TokenError::Invalid("sub is not a user id".into()));
+            }
+            return Ok(claims);
+        }
+        let key = kid
+            .and_then(|kid| self.external.by_kid.get(kid))
+            .or(self.external.pem.as_ref())
+            .ok_or_else(|| match kid {
+                Some(_) => TokenError::Invalid("unknown signing key".into()),
+                None => TokenError::Invalid("the token header has no kid".into()),
+            })?;
+        let claims = decode(token, key, &self.external.validation)?;
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::Invalid("sub is empty".into()));
+        }
+        Ok(claims)
     }
+}
+
+fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, TokenError> {
+    jsonwebtoken::decode::<Claims>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid(e.to_string()),
+        })
 }

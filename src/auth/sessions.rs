@@ -171,9 +171,10 @@ async fn issue_pair(
         plan_tier,
         iat: now,
         exp: now + ttl as i64,
-        iss: deps.settings.jwt_issuer.clone(),
-        aud: deps.settings.jwt_audience.clone().into(),
-        jti: Uuid::new_v4().to_string(),
+        nbf: None,
+        iss: Some(deps.settings.jwt_issuer.clone()),
+        aud: Some(deps.settings.jwt_audience.clone().into()),
+        jti: Some(Uuid::new_v4().to_string()),
     };
     let access_token = deps.keys.sign(&claims)?;
     let refresh_token = new_refresh_token();

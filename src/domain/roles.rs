@@ -1,6 +1,8 @@
 //! Roles and plan tiers carried by access tokens.
 
+use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 /// A role from the token's `roles` claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +27,9 @@ impl Role {
 impl FromStr for Role {
     type Err = String;
 
+    /// Case-insensitive: the auth service may send `ADMIN`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
+        match s.trim().to_ascii_lowercase().as_str() {
             "user" => Ok(Role::User),
             "organizer" => Ok(Role::Organizer),
             "developer" => Ok(Role::Developer),
@@ -74,15 +77,38 @@ pub enum PlanTier {
 }
 
 impl PlanTier {
+    /// A tier name, case-insensitive; `pro` is the auth service's name for professional.
+    pub fn known(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "free" => Some(PlanTier::Free),
+            "starter" => Some(PlanTier::Starter),
+            "professional" | "pro" => Some(PlanTier::Professional),
+            "business" => Some(PlanTier::Business),
+            "enterprise" => Some(PlanTier::Enterprise),
+            _ => None,
+        }
+    }
+
     /// Reads a tier name; an unknown name is treated as `Free`.
     pub fn from_claim(s: &str) -> Self {
-        match s.to_ascii_lowercase().as_str() {
-            "starter" => PlanTier::Starter,
-            "professional" => PlanTier::Professional,
-            "business" => PlanTier::Business,
-            "enterprise" => PlanTier::Enterprise,
-            _ => PlanTier::Free,
+        Self::known(s).unwrap_or(PlanTier::Free)
+    }
+
+    /// The tier of a token's `planTier`: as `from_claim`, and an unknown value is logged once
+    /// per value (for the first few distinct values), so a misconfigured auth service shows up
+    /// without flooding the log.
+    pub fn from_token(s: &str) -> Self {
+        if let Some(tier) = Self::known(s) {
+            return tier;
         }
+        static LOGGED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+        if let Ok(mut logged) = LOGGED.lock()
+            && logged.len() < 64
+            && logged.insert(s.to_owned())
+        {
+            tracing::warn!(plan_tier = %s, "unknown planTier in an access token; treated as free");
+        }
+        PlanTier::Free
     }
 
     pub fn as_str(self) -> &'static str {
@@ -120,6 +146,15 @@ mod tests {
     #[test]
     fn an_unknown_tier_is_free() {
         assert_eq!(PlanTier::from_claim("platinum"), PlanTier::Free);
+        assert_eq!(PlanTier::from_token("platinum"), PlanTier::Free);
         assert_eq!(PlanTier::from_claim("Business"), PlanTier::Business);
+    }
+
+    #[test]
+    fn tiers_and_roles_compare_case_insensitively_and_pro_is_professional() {
+        assert_eq!(PlanTier::from_token("PRO"), PlanTier::Professional);
+        assert_eq!(PlanTier::from_token("Enterprise"), PlanTier::Enterprise);
+        assert_eq!("ADMIN".parse::<Role>(), Ok(Role::Admin));
+        assert_eq!("Organizer".parse::<Role>(), Ok(Role::Organizer));
     }
 }

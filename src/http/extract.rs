@@ -21,7 +21,8 @@ use crate::state::AppState;
 /// The authenticated caller of a tenant endpoint.
 #[derive(Clone, Debug)]
 pub struct AuthUser {
-    pub user_id: Uuid,
+    /// The token's `sub`: a user id on this service's tokens, any string on the auth service's.
+    pub subject: String,
     pub tenant_id: Uuid,
     pub roles: Vec<Role>,
     pub plan_tier: PlanTier,
@@ -76,8 +77,6 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
             ApiError::unauthorized("the access token is invalid")
         }
     })?;
-    let user_id = Uuid::parse_str(&claims.sub)
-        .map_err(|_| ApiError::unauthorized("the access token is invalid"))?;
     if let Some(header) = req.headers().get("x-tenant-id") {
         let matches = header
             .to_str()
@@ -94,10 +93,10 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     req.extensions_mut().insert(RequestTenant(claims.tenant_id));
     tracing::Span::current().record("tenant_id", tracing::field::display(claims.tenant_id));
     Ok(AuthUser {
-        user_id,
+        subject: claims.sub.clone(),
         tenant_id: claims.tenant_id,
         roles: claims.roles.iter().filter_map(|r| r.parse().ok()).collect(),
-        plan_tier: PlanTier::from_claim(&claims.plan_tier),
+        plan_tier: PlanTier::from_token(&claims.plan_tier),
         claims,
     })
 }

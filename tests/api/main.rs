@@ -20,6 +20,7 @@ mod metrics;
 mod mock_providers;
 mod opt_outs;
 mod outbox;
+mod platform_tokens;
 mod provider_health;
 mod provider_wire;
 mod providers;

@@ -156,9 +156,10 @@ pub fn claims(tenant: Uuid, roles: &[&str], tier: &str) -> Claims {
         plan_tier: tier.into(),
         iat: now,
         exp: now + 3600,
-        iss: ISSUER.into(),
-        aud: AUDIENCE.into(),
-        jti: Uuid::new_v4().to_string(),
+        nbf: None,
+        iss: Some(ISSUER.into()),
+        aud: Some(AUDIENCE.into()),
+        jti: Some(Uuid::new_v4().to_string()),
     }
 }
 
