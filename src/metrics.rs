@@ -31,6 +31,7 @@ pub struct Metrics {
     outbox_events: IntCounterVec,
     webhook_attempts: IntCounterVec,
     job_runs: IntCounterVec,
+    consumed_events: IntCounterVec,
     job_duration: HistogramVec,
     outbox_backlog: IntGauge,
     outbox_oldest_age: Gauge,
@@ -111,6 +112,12 @@ impl Metrics {
                 "Job runs in this process, by job and outcome (ok, error)",
                 &["job", "outcome"],
             )?,
+            consumed_events: counter(
+                "consumed_events_total",
+                "Events consumed from the bus, by topic and outcome (accepted, rejected, \
+                 duplicate, malformed, failed)",
+                &["topic", "outcome"],
+            )?,
             job_duration: histogram(
                 "job_run_duration_seconds",
                 "Duration of job runs, by job",
@@ -175,6 +182,13 @@ impl Metrics {
 
     pub fn record_webhook_attempt(&self, fate: &str) {
         self.webhook_attempts.with_label_values(&[fate]).inc();
+    }
+
+    /// Counts one consumed event by topic and outcome.
+    pub fn record_consumed(&self, topic: &str, outcome: &str) {
+        self.consumed_events
+            .with_label_values(&[topic, outcome])
+            .inc();
     }
 
     pub fn record_job(&self, job: &str, ok: bool, elapsed: Duration) {

@@ -113,6 +113,21 @@ impl RateLimits {
         }
     }
 
+    /// The plan-tier gate alone: whether the tier may use the channel at all (a limit of 0
+    /// means it may not), without counting anything.
+    pub fn allows(&self, tier: PlanTier, channel: Channel) -> Result<(), ApiError> {
+        match self.limiters.get(&(tier, channel)) {
+            Some((_, Some(_))) => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::TierInsufficient,
+                format!(
+                    "the {} plan does not include the {channel} channel",
+                    tier.as_str()
+                ),
+            )),
+        }
+    }
+
     /// Admits `n` messages of `channel` for the tenant, or says why not.
     pub fn check(
         &self,

@@ -16,6 +16,7 @@ use crate::auth::SigningKeys;
 use crate::auth::sessions::SessionDeps;
 use crate::callbacks::Callbacks;
 use crate::config::Settings;
+use crate::consumers::ConsumerDeps;
 use crate::crypto::CredentialCipher;
 use crate::db::DbPool;
 use crate::delivery::{Delivery, DeliveryHandler, DeliveryPolicy};
@@ -95,9 +96,6 @@ impl Application {
             )
             .with_metrics(metrics.clone()),
         );
-        if settings.consumers_enabled {
-            crate::consumers::start(outbox.bus(), pool.clone())?;
-        }
         if settings.outbox_enabled {
             let actor = OutboxActor::new(
                 outbox.clone(),
@@ -126,13 +124,24 @@ impl Application {
             let scheduler = SchedulerActor::new(jobs.clone(), crate::jobs::schedule(&settings));
             actix::Supervisor::start(move |_| scheduler);
         }
+        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit_overrides));
+        if settings.consumers_enabled {
+            crate::consumers::start(
+                outbox.bus(),
+                ConsumerDeps {
+                    pool: pool.clone(),
+                    rate_limits: rate_limits.clone(),
+                    metrics: metrics.clone(),
+                },
+            )?;
+        }
         let state = AppState {
             pool,
             settings: settings.clone(),
             keys,
             cipher,
             tokens,
-            rate_limits: Arc::new(RateLimits::new(&settings.rate_limit_overrides)),
+            rate_limits,
             outbox,
             callbacks,
             jobs,

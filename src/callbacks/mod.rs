@@ -18,6 +18,7 @@ pub mod aws_sns;
 pub mod ingest;
 pub mod keywords;
 pub mod meta_whatsapp;
+pub mod sandbox;
 pub mod sendgrid;
 mod ses;
 pub(crate) mod signing;

@@ -17,7 +17,17 @@ use uuid::Uuid;
 
 use crate::db::DbPool;
 use crate::db::schema::consumed_events;
+use crate::metrics::Metrics;
 use crate::outbox::{CloudEvent, EventBus, topics};
+use crate::rate_limit::RateLimits;
+
+/// What the consumers need: the pool, the plan-tier gate, and the metrics they count in.
+#[derive(Clone)]
+pub struct ConsumerDeps {
+    pub pool: DbPool,
+    pub rate_limits: Arc<RateLimits>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// What handling one consumed event came to.
 #[derive(Debug)]
@@ -55,16 +65,16 @@ impl Topic {
         }
     }
 
-    async fn handle(self, pool: &DbPool, event: &CloudEvent) -> anyhow::Result<Consumed> {
+    async fn handle(self, deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<Consumed> {
         match self {
-            Topic::NotifyRequested => notify::handle(pool, event).await,
-            Topic::SmsInbound => inbound::handle(pool, event).await,
+            Topic::NotifyRequested => notify::handle(deps, event).await,
+            Topic::SmsInbound => inbound::handle(&deps.pool, event).await,
         }
     }
 }
 
 /// Starts the consumers on the background runtime when the bus is NATS.
-pub fn start(bus: &EventBus, pool: DbPool) -> anyhow::Result<()> {
+pub fn start(bus: &EventBus, deps: ConsumerDeps) -> anyhow::Result<()> {
     let EventBus::Nats {
         jetstream,
         stream,
@@ -74,15 +84,15 @@ pub fn start(bus: &EventBus, pool: DbPool) -> anyhow::Result<()> {
         return Ok(());
     };
     let handle = crate::db::connection_runtime()?;
-    let pool = Arc::new(pool);
+    let deps = Arc::new(deps);
     for topic in Topic::ALL {
         let jetstream = (**jetstream).clone();
         let subject = format!("{prefix}{}", topic.topic());
         let stream = stream.clone();
-        let pool = pool.clone();
+        let deps = deps.clone();
         handle.spawn(async move {
             loop {
-                if let Err(e) = consume(&jetstream, &stream, &subject, topic, &pool).await {
+                if let Err(e) = consume(&jetstream, &stream, &subject, topic, &deps).await {
                     tracing::warn!(error = %e, subject = %subject, "consumer stopped; restarting");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -128,7 +138,7 @@ async fn consume(
     stream: &str,
     subject: &str,
     topic: Topic,
-    pool: &DbPool,
+    deps: &ConsumerDeps,
 ) -> anyhow::Result<()> {
     let durable = topic.durable();
     let stream = jetstream.get_stream(stream).await?;
@@ -150,7 +160,7 @@ async fn consume(
         let message = message?;
         let event: Result<CloudEvent, _> = serde_json::from_slice(&message.payload);
         let result = match event {
-            Ok(event) => topic.handle(pool, &event).await,
+            Ok(event) => topic.handle(deps, &event).await,
             Err(e) => {
                 tracing::warn!(error = %e, "a consumed event is not a CloudEvent; dropped");
                 Ok(Consumed::Done {
@@ -159,6 +169,12 @@ async fn consume(
                 })
             }
         };
+        let outcome = match &result {
+            Ok(Consumed::Done { outcome, .. }) => outcome,
+            Ok(Consumed::Duplicate) => "duplicate",
+            Err(_) => "failed",
+        };
+        deps.metrics.record_consumed(topic.topic(), outcome);
         match result {
             Ok(consumed) => {
                 tracing::debug!(?consumed, "consumed event handled");

@@ -41,6 +41,8 @@ pub struct Message {
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// notify-svc's id of the notification this message was sent for.
+    pub notification_id: Option<String>,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -51,7 +53,7 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.template_version, m.pinned_provider_id, m.provider_id, m.provider_kind, \
     m.provider_message_id, m.attempts, m.cost_usd_micros, m.error_code, m.error_message, \
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
-    m.delivered_at, m.read_at, m.failed_at, m.cancelled_at";
+    m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -72,6 +74,7 @@ pub struct NewMessage {
     pub scheduled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub notification_id: Option<String>,
 }
 
 /// An attempt row.
@@ -223,7 +226,7 @@ pub async fn mark_cancelled(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
     let now = Utc::now();
     diesel::update(messages::table.find(id))
         .set((
-            messages::status.eq("CANCELLED"),
+            messages::status.eq(MessageStatus::Cancelled),
             messages::cancelled_at.eq(now),
             messages::updated_at.eq(now),
         ))
@@ -248,4 +251,33 @@ pub async fn active_providers_for(
         .select(providers::id)
         .load(conn)
         .await
+}
+
+/// A SANDBOX message whose delivery report is due, and its provider.
+#[derive(QueryableByName)]
+pub struct DueSandboxReport {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub message_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub provider_id: Uuid,
+}
+
+/// SENT messages of SANDBOX providers whose `delivery_delay_ms` has passed, oldest first.
+pub async fn due_sandbox_reports(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<DueSandboxReport>> {
+    diesel::sql_query(
+        "SELECT m.id AS message_id, m.provider_id \
+         FROM messages m JOIN providers p ON p.id = m.provider_id \
+         WHERE m.status = 'SENT' AND m.provider_kind = 'SANDBOX' \
+           AND m.sent_at <= now() - make_interval(secs => \
+                 CASE WHEN jsonb_typeof(p.config -> 'delivery_delay_ms') = 'number' \
+                      THEN (p.config ->> 'delivery_delay_ms')::float8 / 1000 ELSE 0 END) \
+         ORDER BY m.sent_at LIMIT $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .cached()
+    .load(conn)
+    .await
 }

@@ -99,6 +99,7 @@ diesel::table! {
         provider_attempts -> Int4,
         tried_provider_ids -> Array<Nullable<Uuid>>,
         ambiguous -> Bool,
+        notification_id -> Nullable<Text>,
     }
 }
 

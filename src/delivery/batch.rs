@@ -24,6 +24,7 @@ use super::store;
 use crate::db::messages::Message;
 use crate::db::providers::Provider;
 use crate::db::tx;
+use crate::domain::opt_out::OptOutSource;
 use crate::domain::{Channel, MessageStatus};
 use crate::messages::events;
 use crate::outbox;
@@ -344,6 +345,17 @@ impl Delivery {
             let step = decision.step();
             match decision {
                 Decision::Fail { code, text } if applies(&message, MessageStatus::Failed) => {
+                    if policy::opted_out_at_provider(&prepared.provider.kind, &code) {
+                        crate::db::opt_outs::add_opt_out(
+                            conn,
+                            message.tenant_id,
+                            &message.recipient,
+                            message.channel.as_str(),
+                            OptOutSource::Provider.as_str(),
+                            Some(&format!("{} {code}: {text}", prepared.provider.kind)),
+                        )
+                        .await?;
+                    }
                     let failed = store::fail(conn, message.id, &code, &text).await?;
                     outbox::enqueue(conn, &[events::failed(&failed)]).await?;
                 }

@@ -82,6 +82,16 @@ impl From<PoolError> for DeliveryError {
     }
 }
 
+/// Whether a provider's refusal says the recipient opted out at the provider (Twilio 21610
+/// after a STOP, Meta 131050 for a user who stopped the business's messages): the recipient is
+/// then added to the tenant's opt-outs, so the next send is refused before any provider call.
+pub fn opted_out_at_provider(provider_kind: &str, code: &str) -> bool {
+    matches!(
+        (provider_kind, code),
+        ("TWILIO", "21610") | ("META_WHATSAPP", "131050")
+    )
+}
+
 /// What a provider's answer does to the provider's circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CircuitEffect {
@@ -339,6 +349,14 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn only_the_providers_opt_out_codes_add_an_opt_out() {
+        assert!(opted_out_at_provider("TWILIO", "21610"));
+        assert!(opted_out_at_provider("META_WHATSAPP", "131050"));
+        assert!(!opted_out_at_provider("TWILIO", "21211"));
+        assert!(!opted_out_at_provider("VONAGE", "21610"));
     }
 
     #[test]

@@ -213,6 +213,7 @@ mod tests {
             read_at: None,
             failed_at: None,
             cancelled_at: None,
+            notification_id: None,
         }
     }
 

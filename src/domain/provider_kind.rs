@@ -142,6 +142,8 @@ impl ProviderKind {
                         opt("delivery_delay_ms"),
                         opt("failure_rate"),
                         opt("failure_code"),
+                        opt("undelivered_rate"),
+                        opt("undelivered_code"),
                         opt("base_url"),
                     ]
                 }
@@ -249,7 +251,7 @@ fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<()
             Some(ms) if ms <= 3_600_000 => Ok(()),
             _ => Err(format!("{field} must be an integer between 0 and 3600000")),
         },
-        (ProviderKind::Sandbox, "failure_rate") => match value.as_f64() {
+        (ProviderKind::Sandbox, "failure_rate" | "undelivered_rate") => match value.as_f64() {
             Some(r) if (0.0..=1.0).contains(&r) => Ok(()),
             _ => Err(format!("{field} must be a number between 0 and 1")),
         },

@@ -36,6 +36,8 @@ pub enum JobError {
     Db(#[from] DbError),
     #[error(transparent)]
     Delivery(#[from] crate::delivery::DeliveryError),
+    #[error(transparent)]
+    Callback(#[from] crate::callbacks::CallbackError),
 }
 
 impl From<diesel::result::Error> for JobError {
@@ -59,6 +61,9 @@ impl From<JobError> for crate::error::ApiError {
     }
 }
 
+/// Most sandbox delivery reports one `sandbox-reports` run applies.
+const SANDBOX_REPORTS_PER_RUN: i64 = 500;
+
 /// Names of the jobs that can be triggered.
 pub const JOB_NAMES: &[&str] = &[
     "dispatch-scheduled",
@@ -67,6 +72,7 @@ pub const JOB_NAMES: &[&str] = &[
     "deliver-webhooks",
     "provider-health",
     "sync-templates",
+    "sandbox-reports",
     "cleanup",
 ];
 
@@ -81,6 +87,7 @@ pub fn schedule(settings: &Settings) -> Vec<(&'static str, std::time::Duration)>
         ("deliver-webhooks", tick),
         ("provider-health", Duration::from_secs(30)),
         ("sync-templates", Duration::from_secs(15 * 60)),
+        ("sandbox-reports", tick),
         ("cleanup", Duration::from_secs(3600)),
     ]
 }
@@ -138,6 +145,15 @@ impl Jobs {
                 .await
             }
             "sync-templates" => sync_templates::run(pool, &self.registry).await,
+            "sandbox-reports" => {
+                crate::callbacks::sandbox::report_due(pool, &self.registry, SANDBOX_REPORTS_PER_RUN)
+                    .await
+                    .map(|counts| JobReport {
+                        job: name.to_owned(),
+                        counts,
+                    })
+                    .map_err(JobError::from)
+            }
             _ => return None,
         })
     }

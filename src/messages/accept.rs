@@ -89,6 +89,7 @@ pub struct ValidSend {
     scheduled_at: Option<DateTime<Utc>>,
     metadata: Map<String, Value>,
     source_event_id: Option<String>,
+    notification_id: Option<String>,
 }
 
 impl ValidSend {
@@ -217,6 +218,7 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
         scheduled_at: req.scheduled_at.filter(|at| *at > now),
         metadata,
         source_event_id: None,
+        notification_id: None,
     })
 }
 
@@ -224,6 +226,12 @@ impl ValidSend {
     /// Marks the send as coming from a consumed event, for de-duplication.
     pub fn from_event(mut self, event_id: &str) -> Self {
         self.source_event_id = Some(event_id.to_owned());
+        self
+    }
+
+    /// Records notify-svc's id of the notification this send is for.
+    pub fn for_notification(mut self, notification_id: Option<String>) -> Self {
+        self.notification_id = notification_id;
         self
     }
 }
@@ -418,6 +426,7 @@ async fn prepare(
         pinned_provider_id: send.pinned,
         metadata: Value::Object(send.metadata),
         source_event_id: send.source_event_id,
+        notification_id: send.notification_id,
         scheduled_at: send.scheduled_at,
         created_at: now,
         updated_at: now,

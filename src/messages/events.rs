@@ -15,7 +15,15 @@ fn cost(message: &Message) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn event(message: &Message, topic: &str, data: Value) -> OutboxEvent {
+/// Every lifecycle event of a message carries its `metadata` (when it has any) and
+/// notify-svc's `notificationId` (when it was sent for one).
+fn event(message: &Message, topic: &str, mut data: Value) -> OutboxEvent {
+    if let Some(id) = &message.notification_id {
+        data["notificationId"] = json!(id);
+    }
+    if message.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+        data["metadata"] = message.metadata.clone();
+    }
     OutboxEvent {
         aggregate_type: "message",
         aggregate_id: message.id,
@@ -60,6 +68,11 @@ pub fn failed(message: &Message) -> OutboxEvent {
     event(message, topics::COMMUNICATION_FAILED, data)
 }
 
+/// `communication.cancelled`
+pub fn cancelled(message: &Message) -> OutboxEvent {
+    event(message, topics::COMMUNICATION_CANCELLED, base(message))
+}
+
 /// `provider.failover`
 pub fn failover(
     message: &Message,
@@ -98,13 +111,5 @@ pub fn requested(message: &Message) -> OutboxEvent {
     if let Some(t) = message.template_id {
         data["templateId"] = json!(TemplateId::from_uuid(t).to_string());
     }
-    if message.metadata.as_object().is_some_and(|m| !m.is_empty()) {
-        data["metadata"] = message.metadata.clone();
-    }
-    OutboxEvent {
-        aggregate_type: "message",
-        aggregate_id: message.id,
-        tenant_id: Some(message.tenant_id),
-        event: CloudEvent::new(topics::COMMUNICATION_REQUESTED, message.tenant_id, data),
-    }
+    event(message, topics::COMMUNICATION_REQUESTED, data)
 }

@@ -11,6 +11,7 @@ pub mod topics {
     pub const COMMUNICATION_SENT: &str = "eventzr.cpaas.communication.sent.v1";
     pub const COMMUNICATION_DELIVERED: &str = "eventzr.cpaas.communication.delivered.v1";
     pub const COMMUNICATION_FAILED: &str = "eventzr.cpaas.communication.failed.v1";
+    pub const COMMUNICATION_CANCELLED: &str = "eventzr.cpaas.communication.cancelled.v1";
     pub const PROVIDER_FAILOVER: &str = "eventzr.cpaas.provider.failover.v1";
     pub const SMS_INBOUND: &str = "eventzr.cpaas.sms.inbound.v1";
     pub const NOTIFY_TRANSACTIONAL_REQUESTED: &str = "eventzr.notify.transactional.requested.v1";
@@ -21,6 +22,7 @@ pub mod topics {
         COMMUNICATION_SENT,
         COMMUNICATION_DELIVERED,
         COMMUNICATION_FAILED,
+        COMMUNICATION_CANCELLED,
         PROVIDER_FAILOVER,
         SMS_INBOUND,
     ];

@@ -218,7 +218,7 @@ fn hint(code: i64) -> Option<Hint> {
     match code {
         130429 | 131056 | 4 | 80007 => Some(Hint::RateLimited),
         1 | 2 => Some(Hint::Transient),
-        190 | 131026 | 131047 | 131048 | 131051 | 132000..=132999 => Some(Hint::Permanent),
+        190 | 131026 | 131047 | 131048 | 131050 | 131051 | 132000..=132999 => Some(Hint::Permanent),
         _ => None,
     }
 }

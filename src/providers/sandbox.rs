@@ -2,8 +2,10 @@
 //!
 //! Each send fails permanently with probability `failure_rate` (0 to 1, default 0) and code
 //! `failure_code` (default `SANDBOX_FAILURE`); otherwise it is accepted with id
-//! `sbx_<uuid>` at a cost of 0. The delivery report that follows after `delivery_delay_ms` is
-//! not this adapter's business: [`delivery_delay`] reads the setting for whoever produces it.
+//! `sbx_<uuid>` at a cost of 0. `delivery_delay_ms` after acceptance the sandbox reports the
+//! message DELIVERED, or UNDELIVERED with probability `undelivered_rate` and code
+//! `undelivered_code` (default `SANDBOX_UNDELIVERED`): [`report`] decides, and
+//! `callbacks::sandbox` applies it through the callback status path.
 //! Echo field: none is needed, the id is ours. A probe always succeeds.
 
 use std::time::Duration;
@@ -45,6 +47,8 @@ impl SandboxClient {
     }
 }
 
+const DEFAULT_UNDELIVERED_CODE: &str = "SANDBOX_UNDELIVERED";
+
 /// How long after acceptance a sandbox message is reported delivered (`delivery_delay_ms`,
 /// default 0).
 pub fn delivery_delay(settings: &ProviderSettings) -> Duration {
@@ -55,6 +59,22 @@ pub fn delivery_delay(settings: &ProviderSettings) -> Duration {
             .and_then(Value::as_u64)
             .unwrap_or(0),
     )
+}
+
+/// The sandbox's delivery report of one accepted message: `None` for delivered, else the
+/// undelivered error code (with probability `undelivered_rate`).
+pub fn report(settings: &ProviderSettings) -> Option<String> {
+    let rate = settings
+        .config
+        .get("undelivered_rate")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    (rate > 0.0 && rand::random::<f64>() < rate).then(|| {
+        settings
+            .config_str("undelivered_code")
+            .unwrap_or(DEFAULT_UNDELIVERED_CODE)
+            .to_owned()
+    })
 }
 
 #[async_trait]

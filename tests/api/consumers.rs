@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::helpers::{DEV_TENANT, TestApp, code, nats_url, spawn_app_with, with_nats};
 use crate::messages::{count, send, sender, sms};
 
-async fn publish(prefix: &str, msg_id: &str, event: &serde_json::Value) {
+pub async fn publish(prefix: &str, msg_id: &str, event: &serde_json::Value) {
     publish_on(
         prefix,
         "eventzr.notify.transactional.requested.v1",
@@ -34,7 +34,7 @@ async fn publish_on(prefix: &str, topic: &str, msg_id: &str, event: &serde_json:
     .unwrap();
 }
 
-fn request(event_id: &str, data: serde_json::Value) -> serde_json::Value {
+pub fn request(event_id: &str, data: serde_json::Value) -> serde_json::Value {
     json!({
         "specversion": "1.0", "type": "eventzr.notify.transactional.requested.v1",
         "source": "eventzr-notify-svc", "id": event_id, "time": "2026-11-29T10:00:00.000Z",
@@ -42,7 +42,7 @@ fn request(event_id: &str, data: serde_json::Value) -> serde_json::Value {
     })
 }
 
-async fn wait_for(app: &TestApp, sql: &str, expected: i64) -> i64 {
+pub async fn wait_for(app: &TestApp, sql: &str, expected: i64) -> i64 {
     let mut n = 0;
     for _ in 0..100 {
         n = count(app, sql).await;

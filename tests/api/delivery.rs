@@ -12,9 +12,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::helpers::{TestApp, json, spawn_app, spawn_app_with, token};
 use crate::messages::{count, send, sender, sms};
 
-const MESSAGES: &str = r"^/2010-04-01/Accounts/AC[0-9a-f]+/Messages\.json$";
+pub const MESSAGES: &str = r"^/2010-04-01/Accounts/AC[0-9a-f]+/Messages\.json$";
 
-fn twilio(name: &str, priority: i32, base_url: &str) -> Value {
+pub fn twilio(name: &str, priority: i32, base_url: &str) -> Value {
     json!({
         "name": name, "kind": "TWILIO", "channels": ["SMS"], "priority": priority,
         "config": { "from": "+15005550006", "base_url": base_url },
@@ -34,7 +34,7 @@ fn server_error() -> ResponseTemplate {
 }
 
 /// A tenant whose only SMS providers are the given Twilio accounts; returns (tenant, sender token, provider ids).
-async fn tenant_with(app: &TestApp, providers: &[Value]) -> (Uuid, String, Vec<String>) {
+pub async fn tenant_with(app: &TestApp, providers: &[Value]) -> (Uuid, String, Vec<String>) {
     let tenant = Uuid::now_v7();
     let admin = token(tenant, &["admin"], "enterprise");
     let mut ids = Vec::new();

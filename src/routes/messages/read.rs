@@ -232,6 +232,7 @@ pub async fn cancel_message(
                 ));
             }
             let cancelled = db::mark_cancelled(conn, id.uuid()).await?;
+            crate::outbox::enqueue(conn, &[crate::messages::events::cancelled(&cancelled)]).await?;
             Ok(Answer::ok(MessageView::from(cancelled)))
         })
         .await
