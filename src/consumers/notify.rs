@@ -40,6 +40,10 @@ struct NotifyRequest {
     recipient: String,
     #[serde(alias = "message_body")]
     body: Option<String>,
+    #[serde(rename = "htmlBody", alias = "html_body")]
+    html_body: Option<String>,
+    #[serde(rename = "replyTo", alias = "reply_to")]
+    reply_to: Option<String>,
     #[serde(rename = "templateId", alias = "template_id")]
     template_id: Option<String>,
     #[serde(rename = "templateName", alias = "template_name")]
@@ -84,6 +88,8 @@ fn parse(data: &Value, now: DateTime<Utc>) -> Result<(ValidSend, Option<String>)
             channel: req.channel,
             recipient: req.recipient,
             message_body: req.body,
+            html_body: req.html_body,
+            reply_to: req.reply_to,
             template_id: req.template_id,
             template_name: req.template_name,
             locale: req.locale,

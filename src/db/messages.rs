@@ -43,6 +43,9 @@ pub struct Message {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// notify-svc's id of the notification this message was sent for.
     pub notification_id: Option<String>,
+    /// The HTML part of an e-mail (`body` is its plain-text part).
+    pub html_body: Option<String>,
+    pub reply_to: Option<String>,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -53,7 +56,7 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.template_version, m.pinned_provider_id, m.provider_id, m.provider_kind, \
     m.provider_message_id, m.attempts, m.cost_usd_micros, m.error_code, m.error_message, \
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
-    m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id";
+    m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -75,6 +78,8 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub notification_id: Option<String>,
+    pub html_body: Option<String>,
+    pub reply_to: Option<String>,
 }
 
 /// An attempt row.

@@ -100,6 +100,8 @@ diesel::table! {
         tried_provider_ids -> Array<Nullable<Uuid>>,
         ambiguous -> Bool,
         notification_id -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+        reply_to -> Nullable<Text>,
     }
 }
 
@@ -222,6 +224,7 @@ diesel::table! {
         body -> Text,
         variables -> Array<Nullable<Text>>,
         created_at -> Timestamptz,
+        html_body -> Nullable<Text>,
     }
 }
 
@@ -241,6 +244,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        html_body -> Nullable<Text>,
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Template {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The HTML part of an e-mail template (`body` is its plain-text part, derived from this
+    /// one when empty).
+    pub html_body: Option<String>,
 }
 
 impl Template {
@@ -54,6 +57,7 @@ pub struct NewTemplate {
     pub variables: Vec<Option<String>>,
     pub status: String,
     pub provider_template_name: Option<String>,
+    pub html_body: Option<String>,
 }
 
 /// The full new state of a template after a change.
@@ -69,6 +73,7 @@ pub struct TemplateChanges {
     pub provider_template_name: Option<String>,
     pub version: i32,
     pub updated_at: DateTime<Utc>,
+    pub html_body: Option<String>,
 }
 
 /// One version of a template's content.
@@ -84,6 +89,7 @@ pub struct TemplateVersion {
     pub body: String,
     pub variables: Vec<Option<String>>,
     pub created_at: DateTime<Utc>,
+    pub html_body: Option<String>,
 }
 
 impl TemplateVersion {
@@ -99,6 +105,7 @@ impl TemplateVersion {
             body: template.body.clone(),
             variables: template.variables.clone(),
             created_at: template.updated_at,
+            html_body: template.html_body.clone(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub fn outbound(
         recipient: message.recipient.clone(),
         subject: message.subject.clone(),
         body: message.body.clone(),
+        html_body: message.html_body.clone(),
+        reply_to: message.reply_to.clone(),
         provider_template: None,
         metadata: message.metadata.clone(),
         status_callback_url,

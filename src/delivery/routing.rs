@@ -214,6 +214,8 @@ mod tests {
             failed_at: None,
             cancelled_at: None,
             notification_id: None,
+            html_body: None,
+            reply_to: None,
         }
     }
 

@@ -128,6 +128,7 @@ impl ProviderKind {
                     &[
                         req("region"),
                         req("from_email"),
+                        opt("from_name"),
                         opt("configuration_set"),
                         opt("base_url"),
                         opt("sns_topic_arn"),

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::db::messages::{self as db, Message, NewMessage};
 use crate::domain::MessageStatus;
 use crate::domain::ids::TemplateId;
-use crate::domain::recipient::Recipient;
+use crate::domain::recipient::{EmailAddress, Recipient};
 use crate::domain::{Channel, ProviderId};
 use crate::error::{ApiError, ErrorCode};
 use crate::outbox::{self, OutboxEvent};
@@ -41,8 +41,13 @@ pub struct SendRequest {
     /// E.164 phone number, e-mail address or device token, by channel.
     #[schema(example = "+14155552671")]
     pub recipient: String,
-    /// The text to send; or use a template.
+    /// The text to send; or use a template. For EMAIL, the plain-text part (not escaped;
+    /// derived from `html_body` when left out).
     pub message_body: Option<String>,
+    /// EMAIL only: the HTML part, sent as is beside the plain-text one.
+    pub html_body: Option<String>,
+    /// EMAIL only: the Reply-To address.
+    pub reply_to: Option<String>,
     /// A template by id (`tpl_…`).
     pub template_id: Option<String>,
     /// A template by name (with `locale`, default `en`).
@@ -66,6 +71,7 @@ enum Content {
     Text {
         subject: Option<String>,
         body: String,
+        html_body: Option<String>,
     },
     Template {
         by: TemplateKey,
@@ -90,6 +96,7 @@ pub struct ValidSend {
     metadata: Map<String, Value>,
     source_event_id: Option<String>,
     notification_id: Option<String>,
+    reply_to: Option<String>,
 }
 
 impl ValidSend {
@@ -134,8 +141,48 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
             "only e-mail messages have a subject",
         ));
     }
+    if channel != Channel::Email {
+        for (field, given) in [
+            ("html_body", req.html_body.is_some()),
+            ("reply_to", req.reply_to.is_some()),
+        ] {
+            if given {
+                return Err(ApiError::invalid_field(
+                    field,
+                    format!("is only for EMAIL messages, not {channel}"),
+                ));
+            }
+        }
+    }
+    let reply_to = req
+        .reply_to
+        .as_deref()
+        .map(|r| {
+            EmailAddress::parse(r.trim())
+                .map(|a| a.as_str().to_owned())
+                .map_err(|e| ApiError::invalid_field("reply_to", e))
+        })
+        .transpose()?;
     let template_given = req.template_id.is_some() || req.template_name.is_some();
-    let content = match (req.message_body, template_given) {
+    let html_body = req.html_body.filter(|h| !h.trim().is_empty());
+    if html_body.as_ref().is_some_and(|h| h.len() > BODY_MAX_BYTES) {
+        return Err(ApiError::invalid_field(
+            "html_body",
+            "the body is at most 64 KiB",
+        ));
+    }
+    if html_body.is_some() && template_given {
+        return Err(ApiError::invalid_field(
+            "html_body",
+            "give either html_body or a template, not both",
+        ));
+    }
+    // An e-mail with an HTML part may leave its plain-text part to be derived from it.
+    let message_body = match (req.message_body, &html_body) {
+        (None, Some(html)) => Some(crate::templates::html_to_text(html)),
+        (body, _) => body,
+    };
+    let content = match (message_body, template_given) {
         (Some(_), true) => {
             return Err(ApiError::invalid_field(
                 "message_body",
@@ -155,6 +202,7 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
             Content::Text {
                 subject: req.subject,
                 body,
+                html_body,
             }
         }
         (None, true) => {
@@ -219,6 +267,7 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
         metadata,
         source_event_id: None,
         notification_id: None,
+        reply_to,
     })
 }
 
@@ -309,8 +358,12 @@ async fn prepare(
     template_cache: &mut HashMap<(TemplateKey, Channel), Option<crate::templates::Template>>,
 ) -> Result<Result<NewMessage, ApiError>, ApiError> {
     let channel = send.channel;
-    let (subject, body, template_id, template_version) = match send.content {
-        Content::Text { subject, body } => (subject, body, None, None),
+    let (subject, body, html_body, template_id, template_version) = match send.content {
+        Content::Text {
+            subject,
+            body,
+            html_body,
+        } => (subject, body, html_body, None, None),
         Content::Template {
             by,
             variables,
@@ -372,6 +425,7 @@ async fn prepare(
             (
                 subject,
                 rendered.body,
+                rendered.html_body,
                 Some(template.id),
                 Some(template.version),
             )
@@ -427,6 +481,8 @@ async fn prepare(
         metadata: Value::Object(send.metadata),
         source_event_id: send.source_event_id,
         notification_id: send.notification_id,
+        html_body,
+        reply_to: send.reply_to,
         scheduled_at: send.scheduled_at,
         created_at: now,
         updated_at: now,

@@ -1,8 +1,10 @@
 //! Amazon SES v2: e-mail through `outbound-emails`.
 //!
 //! - `POST {base}/v2/email/outbound-emails` (base `https://email.{region}.amazonaws.com`),
-//!   JSON with `FromEmailAddress`, `Destination.ToAddresses`, a simple content (subject and
-//!   text body) and `ConfigurationSetName` when configured; signed with SigV4 (service `ses`).
+//!   JSON with `FromEmailAddress` (with `config.from_name` as its display name, MIME-encoded
+//!   when not ASCII), `Destination.ToAddresses`, a simple content (subject, a `Text` body and,
+//!   when the e-mail has one, an `Html` body), `ReplyToAddresses` when the send names one, and
+//!   `ConfigurationSetName` when configured; signed with SigV4 (service `ses`).
 //! - Echo field: `EmailTags` `message_id` = our id and `tenant_id` = the tenant UUID; both are
 //!   valid tag values as they are (`[A-Za-z0-9_-]`), and SES returns them as `mail.tags` in
 //!   every event published through the configuration set.
@@ -37,7 +39,10 @@ impl SesClient {
         Ok(Self {
             base: settings.base_url(&default_base),
             signer: AwsSigner::new(settings, &region, "ses")?,
-            from_email: settings.require_config("from_email")?,
+            from_email: from_address(
+                &settings.require_config("from_email")?,
+                settings.config_str("from_name"),
+            ),
             configuration_set: settings.config_str("configuration_set").map(str::to_owned),
             http,
         })
@@ -56,10 +61,33 @@ impl SesClient {
                 {"Name": "tenant_id", "Value": message.tenant_id.to_string()},
             ],
         });
+        if let Some(html) = &message.html_body {
+            body["Content"]["Simple"]["Body"]["Html"] = json!({"Data": html, "Charset": "UTF-8"});
+        }
+        if let Some(reply_to) = &message.reply_to {
+            body["ReplyToAddresses"] = json!([reply_to]);
+        }
         if let Some(set) = &self.configuration_set {
             body["ConfigurationSetName"] = json!(set);
         }
         body
+    }
+}
+
+/// `FromEmailAddress`: the bare address, or `"Name" <address>` with the name quoted, or
+/// MIME-encoded (RFC 2047) when it is not ASCII, as SES requires.
+fn from_address(email: &str, name: Option<&str>) -> String {
+    use base64::Engine;
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        None => email.to_owned(),
+        Some(name) if name.is_ascii() && !name.chars().any(|c| c.is_ascii_control()) => {
+            let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+            format!("\"{quoted}\" <{email}>")
+        }
+        Some(name) => format!(
+            "=?UTF-8?B?{}?= <{email}>",
+            base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
+        ),
     }
 }
 
@@ -138,5 +166,27 @@ fn error(reply: &Reply) -> ProviderError {
         code,
         message,
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod from_tests {
+    use super::from_address;
+
+    #[test]
+    fn the_sender_name_is_quoted_or_mime_encoded() {
+        assert_eq!(from_address("a@x.io", None), "a@x.io");
+        assert_eq!(
+            from_address("a@x.io", Some("Eventzr")),
+            "\"Eventzr\" <a@x.io>"
+        );
+        assert_eq!(
+            from_address("a@x.io", Some("Say \"hi\"")),
+            "\"Say \\\"hi\\\"\" <a@x.io>"
+        );
+        assert_eq!(
+            from_address("a@x.io", Some("Café")),
+            "=?UTF-8?B?Q2Fmw6k=?= <a@x.io>"
+        );
     }
 }

@@ -40,7 +40,12 @@ pub struct OutboundMessage {
     /// Normalised: E.164, lower-case e-mail, or a device token.
     pub recipient: String,
     pub subject: Option<String>,
+    /// The text; for an e-mail, its plain-text part.
     pub body: String,
+    /// The HTML part of an e-mail.
+    pub html_body: Option<String>,
+    /// The Reply-To address of an e-mail.
+    pub reply_to: Option<String>,
     /// A provider-side template (WhatsApp): its name, language and ordered body parameters.
     pub provider_template: Option<ProviderTemplate>,
     pub metadata: Value,

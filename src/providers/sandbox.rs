@@ -132,6 +132,8 @@ mod tests {
             recipient: "+14155550100".into(),
             subject: None,
             body: "hi".into(),
+            html_body: None,
+            reply_to: None,
             provider_template: None,
             metadata: Value::Null,
             status_callback_url: None,

@@ -2,7 +2,8 @@
 //!
 //! - `POST {base}/v3/mail/send` (base `https://api.sendgrid.com`), `Authorization: Bearer
 //!   {api_key}`, one personalization to the recipient, `from` (with `from_name` when
-//!   configured), the subject and a `text/plain` body.
+//!   configured), the subject, a `text/plain` part and, when the e-mail has one, a `text/html`
+//!   part (in that order, as SendGrid requires), and `reply_to` when the send names one.
 //! - Echo field: `personalizations[0].custom_args` = `{message_id, tenant_id}`; SendGrid
 //!   flattens custom args into every event of the message.
 //! - Success is `202` with an empty body; id = the `X-Message-Id` header (events carry it as
@@ -59,7 +60,11 @@ impl ProviderClient for SendgridClient {
         let Some(subject) = message.subject.as_deref() else {
             return missing_subject();
         };
-        let body = json!({
+        let mut content = vec![json!({"type": "text/plain", "value": message.body})];
+        if let Some(html) = &message.html_body {
+            content.push(json!({"type": "text/html", "value": html}));
+        }
+        let mut body = json!({
             "personalizations": [{
                 "to": [{"email": message.recipient}],
                 "custom_args": {
@@ -69,8 +74,11 @@ impl ProviderClient for SendgridClient {
             }],
             "from": self.from,
             "subject": subject,
-            "content": [{"type": "text/plain", "value": message.body}],
+            "content": content,
         });
+        if let Some(reply_to) = &message.reply_to {
+            body["reply_to"] = json!({"email": reply_to});
+        }
         let request = self
             .http
             .post(format!("{}/v3/mail/send", self.base))

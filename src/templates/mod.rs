@@ -2,8 +2,10 @@
 //!
 //! Guarantees: a stored template compiles; its `variables` are every top-level name the body
 //! and subject read (sorted); rendering refuses to start while any of them is missing and never
-//! prints an undefined value (strict undefined behaviour); HTML auto-escaping applies to e-mail
-//! bodies only; one render is bounded in time and memory by a fuel budget.
+//! prints an undefined value (strict undefined behaviour); HTML auto-escaping applies to the
+//! HTML part of an e-mail (`html_body`) only, never to a plain-text `body`; an e-mail template
+//! without a plain-text body gets one derived from its rendered HTML; one render is bounded in
+//! time and memory by a fuel budget.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -30,7 +32,19 @@ pub const MAX_SUBJECT_CHARS: usize = 998;
 const RENDER_FUEL: u64 = 200_000;
 
 const BODY: &str = "body";
+const HTML_BODY: &str = "html_body";
 const SUBJECT: &str = "subject";
+
+/// Width the plain-text part derived from HTML is wrapped to.
+const TEXT_WIDTH: usize = 78;
+
+/// The plain-text part of an e-mail whose HTML part is `html`: tags dropped, entities decoded,
+/// links listed as references, wrapped at 78 columns.
+pub fn html_to_text(html: &str) -> String {
+    html2text::from_read(html.as_bytes(), TEXT_WIDTH)
+        .map(|text| text.trim_end().to_owned())
+        .unwrap_or_default()
+}
 
 /// How a template is looked up by the send path.
 #[derive(Clone, Copy, Debug)]
@@ -132,13 +146,12 @@ pub fn check_locale(locale: &str) -> Result<(), String> {
     }
 }
 
-fn environment<'s>(channel: Channel) -> Environment<'s> {
+fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(RENDER_FUEL));
-    let escape_body = channel == Channel::Email;
-    env.set_auto_escape_callback(move |name| {
-        if escape_body && name == BODY {
+    env.set_auto_escape_callback(|name| {
+        if name == HTML_BODY {
             AutoEscape::Html
         } else {
             AutoEscape::None
@@ -147,17 +160,21 @@ fn environment<'s>(channel: Channel) -> Environment<'s> {
     env
 }
 
-/// Compiles the body and subject and returns the variables they read, sorted. A template that
-/// does not compile is refused naming `body` or `subject`.
+/// Compiles the body, HTML body and subject and returns the variables they read, sorted. A
+/// template that does not compile is refused naming `body`, `html_body` or `subject`.
 pub fn required_variables(
-    channel: Channel,
     subject: Option<&str>,
     body: &str,
+    html_body: Option<&str>,
 ) -> Result<Vec<String>, FieldError> {
-    let env = environment(channel);
+    let env = environment();
     let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
     let mut names = BTreeSet::new();
-    for (field, source) in [(BODY, Some(body)), (SUBJECT, subject)] {
+    for (field, source) in [
+        (BODY, Some(body)),
+        (HTML_BODY, html_body),
+        (SUBJECT, subject),
+    ] {
         let Some(source) = source else { continue };
         let compiled = env
             .template_from_named_str(field, source)
@@ -177,6 +194,8 @@ pub fn required_variables(
 pub struct Rendered {
     pub subject: Option<String>,
     pub body: String,
+    /// The HTML part of an e-mail, its variables HTML-escaped.
+    pub html_body: Option<String>,
 }
 
 /// Why a template could not be rendered.
@@ -196,7 +215,6 @@ pub fn render(
     template: &Template,
     variables: &Map<String, Value>,
 ) -> Result<Rendered, RenderError> {
-    let channel: Channel = template.channel.parse().map_err(RenderError::Invalid)?;
     let missing: Vec<String> = template
         .variable_names()
         .into_iter()
@@ -205,7 +223,7 @@ pub fn render(
     if !missing.is_empty() {
         return Err(RenderError::Missing(missing));
     }
-    let env = environment(channel);
+    let env = environment();
     let context = minijinja::Value::from(Serde(variables));
     let render_one = |name: &'static str, source: &str| {
         env.template_from_named_str(name, source)
@@ -222,8 +240,20 @@ pub fn render(
         .as_deref()
         .map(|s| render_one(SUBJECT, s))
         .transpose()?;
-    let body = render_one(BODY, &template.body)?;
-    Ok(Rendered { subject, body })
+    let html_body = template
+        .html_body
+        .as_deref()
+        .map(|h| render_one(HTML_BODY, h))
+        .transpose()?;
+    let body = match &html_body {
+        Some(html) if template.body.trim().is_empty() => html_to_text(html),
+        _ => render_one(BODY, &template.body)?,
+    };
+    Ok(Rendered {
+        subject,
+        body,
+        html_body,
+    })
 }
 
 impl From<RenderError> for ApiError {

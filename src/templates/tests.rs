@@ -4,7 +4,16 @@ use serde_json::json;
 use super::*;
 
 fn template(channel: Channel, subject: Option<&str>, body: &str) -> Template {
-    let variables = required_variables(channel, subject, body).unwrap();
+    email_template(channel, subject, body, None)
+}
+
+fn email_template(
+    channel: Channel,
+    subject: Option<&str>,
+    body: &str,
+    html_body: Option<&str>,
+) -> Template {
+    let variables = required_variables(subject, body, html_body).unwrap();
     Template {
         id: Uuid::now_v7(),
         tenant_id: Uuid::now_v7(),
@@ -20,6 +29,7 @@ fn template(channel: Channel, subject: Option<&str>, body: &str) -> Template {
         created_at: Utc::now(),
         updated_at: Utc::now(),
         deleted_at: None,
+        html_body: html_body.map(str::to_owned),
     }
 }
 
@@ -33,20 +43,20 @@ fn vars(v: Value) -> Map<String, Value> {
 #[test]
 fn variables_are_the_top_level_names_read_sorted_without_loop_locals_or_globals() {
     let names = required_variables(
-        Channel::Email,
         Some("Order {{ order.id }} for {{ name }}"),
         "{% for item in items %}{{ item }} {{ loop.index }}{% endfor %}{% set x = 1 %}{{ x }}\
          {% for i in range(3) %}{{ i }}{% endfor %}{{ name | upper }}",
+        Some("<p>{{ footer }}</p>"),
     )
     .unwrap();
-    assert_eq!(names, ["items", "name", "order"]);
+    assert_eq!(names, ["footer", "items", "name", "order"]);
 }
 
 #[test]
 fn a_template_that_does_not_compile_names_its_field() {
-    let err = required_variables(Channel::Sms, None, "Hi {{ name ").unwrap_err();
+    let err = required_variables(None, "Hi {{ name ", None).unwrap_err();
     assert_eq!(err.field, "body");
-    let err = required_variables(Channel::Email, Some("{% if %}"), "ok").unwrap_err();
+    let err = required_variables(Some("{% if %}"), "ok", None).unwrap_err();
     assert_eq!(err.field, "subject");
 }
 
@@ -76,14 +86,47 @@ fn missing_or_null_variables_are_listed_sorted() {
 }
 
 #[test]
-fn only_email_bodies_are_html_escaped() {
+fn only_the_html_part_of_an_email_is_html_escaped() {
     let v = vars(json!({"name": "<b>Tom & Jerry</b>"}));
-    let email = template(Channel::Email, Some("Hi {{ name }}"), "<p>{{ name }}</p>");
+    let email = email_template(
+        Channel::Email,
+        Some("Hi {{ name }}"),
+        "Hi {{ name }}",
+        Some("<p>{{ name }}</p>"),
+    );
     let out = render(&email, &v).unwrap();
-    assert_eq!(out.body, "<p>&lt;b&gt;Tom &amp; Jerry&lt;&#x2f;b&gt;</p>");
+    assert_eq!(
+        out.html_body.as_deref(),
+        Some("<p>&lt;b&gt;Tom &amp; Jerry&lt;&#x2f;b&gt;</p>")
+    );
+    assert_eq!(out.body, "Hi <b>Tom & Jerry</b>");
     assert_eq!(out.subject.as_deref(), Some("Hi <b>Tom & Jerry</b>"));
     let sms = template(Channel::Sms, None, "Hi {{ name }}");
     assert_eq!(render(&sms, &v).unwrap().body, "Hi <b>Tom & Jerry</b>");
+}
+
+#[test]
+fn an_email_without_a_plain_part_gets_one_from_its_html_with_no_tags_or_entities() {
+    let v = vars(json!({"name": "Tom & Jerry", "tag": "<b>"}));
+    let email = email_template(
+        Channel::Email,
+        Some("Tickets"),
+        "",
+        Some("<h1>Hello {{ name }}</h1><p>Your &amp; our <em>tickets</em> {{ tag }}</p>"),
+    );
+    let out = render(&email, &v).unwrap();
+    assert!(out.body.contains("Hello Tom & Jerry"), "{}", out.body);
+    assert!(
+        out.body.contains("<b>"),
+        "the variable's text, unescaped: {}",
+        out.body
+    );
+    assert!(
+        !out.body.contains("&amp;") && !out.body.contains("<h1>"),
+        "{}",
+        out.body
+    );
+    assert!(!out.body.contains("&lt;"), "{}", out.body);
 }
 
 #[test]

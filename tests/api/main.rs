@@ -13,6 +13,7 @@ mod consumers;
 mod delivery;
 mod envelope;
 mod health;
+mod html_email;
 mod idempotency;
 mod internal_key;
 mod messages;

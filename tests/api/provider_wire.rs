@@ -70,6 +70,8 @@ pub fn message(channel: Channel, recipient: &str) -> OutboundMessage {
         recipient: recipient.into(),
         subject: None,
         body: "Your code is 1234 & it expires <soon>".into(),
+        html_body: None,
+        reply_to: None,
         provider_template: None,
         metadata: json!({}),
         status_callback_url: None,

@@ -68,9 +68,17 @@ async fn a_preview_missing_variables_lists_every_one() {
 }
 
 #[actix_web::test]
-async fn email_bodies_are_html_escaped_and_sms_bodies_are_not() {
+async fn the_html_part_of_an_email_is_escaped_and_plain_parts_are_not() {
     let app = spawn_app().await;
-    let email_id = create_ok(&app, &email("escaped")).await;
+    let email_id = create_ok(
+        &app,
+        &json!({
+            "name": "two-part", "channel": "EMAIL", "subject": "Order {{ order_id }}",
+            "body": "Dear {{ first_name }},",
+            "html_body": "<p>Dear {{ first_name }},</p>"
+        }),
+    )
+    .await;
     let sms_id = create_ok(
         &app,
         &json!({ "name": "plain", "channel": "SMS", "body": "Dear {{ first_name }}" }),
@@ -88,8 +96,12 @@ async fn email_bodies_are_html_escaped_and_sms_bodies_are_not() {
     )
     .await;
     assert_eq!(
-        email_out["data"]["body"],
+        email_out["data"]["html_body"],
         "<p>Dear &lt;b&gt;Tom &amp; Jerry&lt;&#x2f;b&gt;,</p>"
+    );
+    assert_eq!(
+        email_out["data"]["body"], "Dear <b>Tom & Jerry</b>,",
+        "the plain-text part is not HTML"
     );
     assert_eq!(
         email_out["data"]["subject"], "Order <1>",
@@ -105,6 +117,22 @@ async fn email_bodies_are_html_escaped_and_sms_bodies_are_not() {
     )
     .await;
     assert_eq!(sms_out["data"]["body"], "Dear <b>Tom & Jerry</b>");
+}
+
+#[actix_web::test]
+async fn an_html_part_is_refused_on_a_template_of_another_channel() {
+    let app = spawn_app().await;
+    let (status, body) = json(
+        app.post(
+            "/cpaas/v1/templates",
+            &developer(),
+            &json!({ "name": "x", "channel": "SMS", "body": "hi", "html_body": "<p>hi</p>" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "html_body");
 }
 
 #[actix_web::test]

@@ -16,6 +16,8 @@ pub(super) struct Content {
     pub locale: String,
     pub subject: Option<String>,
     pub body: String,
+    /// The HTML part (EMAIL only).
+    pub html_body: Option<String>,
     pub status: String,
 }
 
@@ -57,7 +59,21 @@ pub(super) fn check_content(
         )),
         _ => {}
     }
-    if c.body.trim().is_empty() || c.body.len() > MAX_BODY_BYTES {
+    c.html_body = c.html_body.take().filter(|h| !h.trim().is_empty());
+    match &c.html_body {
+        Some(_) if channel != Channel::Email => errors.push(FieldError::new(
+            "html_body",
+            format!("is only for EMAIL templates, not {channel}"),
+        )),
+        Some(h) if h.len() > MAX_BODY_BYTES => errors.push(FieldError::new(
+            "html_body",
+            format!("must be at most {MAX_BODY_BYTES} bytes"),
+        )),
+        _ => {}
+    }
+    // An e-mail with an HTML part may leave its plain-text part to be derived from it.
+    let body_optional = channel == Channel::Email && c.html_body.is_some();
+    if (c.body.trim().is_empty() && !body_optional) || c.body.len() > MAX_BODY_BYTES {
         errors.push(FieldError::new(
             "body",
             format!("must be non-empty and at most {MAX_BODY_BYTES} bytes"),
@@ -70,7 +86,7 @@ pub(super) fn check_content(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let variables = required_variables(channel, c.subject.as_deref(), &c.body)
+    let variables = required_variables(c.subject.as_deref(), &c.body, c.html_body.as_deref())
         .map_err(|e| ApiError::validation(vec![e]))?;
     Ok((c, variables.into_iter().map(Some).collect()))
 }

@@ -105,6 +105,7 @@ pub async fn create_template(
             locale: body.locale.unwrap_or_else(|| "en".to_owned()),
             subject: body.subject,
             body: body.body,
+            html_body: body.html_body,
             status: body.status.unwrap_or_else(|| "APPROVED".to_owned()),
         },
     )?;
@@ -119,6 +120,7 @@ pub async fn create_template(
         variables,
         status: content.status,
         provider_template_name: check_provider_name(body.provider_template_name)?,
+        html_body: content.html_body,
     };
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
@@ -210,6 +212,7 @@ async fn apply_update(
             locale: body.locale.unwrap_or_else(|| current.locale.clone()),
             subject: body.subject.or_else(|| current.subject.clone()),
             body: body.body.unwrap_or_else(|| current.body.clone()),
+            html_body: body.html_body.or_else(|| current.html_body.clone()),
             status: body.status.unwrap_or_else(|| current.status.clone()),
         },
     )?;
@@ -221,6 +224,7 @@ async fn apply_update(
         || content.locale != current.locale
         || content.subject != current.subject
         || content.body != current.body
+        || content.html_body != current.html_body
         || content.status != current.status;
     if !versioned_change && provider_template_name == current.provider_template_name {
         return Ok(current);
@@ -246,6 +250,7 @@ async fn apply_update(
         provider_template_name,
         version: current.version + i32::from(versioned_change),
         updated_at: chrono::Utc::now(),
+        html_body: content.html_body,
     };
     let row = db::update_template(conn, current.tenant_id, current.id, &changes).await?;
     if versioned_change {

@@ -44,6 +44,9 @@ pub struct TemplateView {
     /// E-mail only.
     pub subject: Option<String>,
     pub body: String,
+    /// The HTML part of an e-mail template.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_body: Option<String>,
     /// Names the body and subject read, sorted; all are required to render.
     pub variables: Vec<String>,
     #[schema(value_type = TemplateStatus)]
@@ -68,6 +71,7 @@ impl TemplateView {
             locale: row.locale,
             subject: row.subject,
             body: row.body,
+            html_body: row.html_body,
             status: row.status,
             provider_template_name: row.provider_template_name,
             version: row.version,
@@ -87,6 +91,8 @@ pub struct TemplateVersionView {
     pub status: String,
     pub subject: Option<String>,
     pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_body: Option<String>,
     pub variables: Vec<String>,
     #[serde(serialize_with = "crate::domain::time::serialize")]
     #[schema(value_type = String, format = DateTime)]
@@ -103,6 +109,7 @@ impl TemplateVersionView {
             status: row.status,
             subject: row.subject,
             body: row.body,
+            html_body: row.html_body,
             created_at: row.created_at,
         }
     }
@@ -120,8 +127,13 @@ pub struct CreateTemplateRequest {
     pub locale: Option<String>,
     /// Required for EMAIL, refused for the other channels.
     pub subject: Option<String>,
+    /// The plain-text body (for EMAIL, the plain-text part: not escaped, and derived from
+    /// `html_body` when left out).
     #[schema(example = "Hi {{ first_name }}, your order {{ order_id }} is confirmed.")]
+    #[serde(default)]
     pub body: String,
+    /// EMAIL only: the HTML part; its variables are HTML-escaped.
+    pub html_body: Option<String>,
     /// Default APPROVED.
     #[schema(value_type = Option<TemplateStatus>)]
     pub status: Option<String>,
@@ -138,6 +150,8 @@ pub struct UpdateTemplateRequest {
     pub locale: Option<String>,
     pub subject: Option<String>,
     pub body: Option<String>,
+    /// EMAIL only; an empty string removes the HTML part.
+    pub html_body: Option<String>,
     #[schema(value_type = Option<TemplateStatus>)]
     pub status: Option<String>,
     pub provider_template_name: Option<String>,
@@ -169,6 +183,8 @@ pub struct PreviewRequest {
 pub struct PreviewView {
     pub subject: Option<String>,
     pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_body: Option<String>,
     /// The variables the template read.
     pub variables_used: Vec<String>,
 }

@@ -47,6 +47,7 @@ pub async fn preview_template(
     Ok(ApiResponse::ok(PreviewView {
         subject: rendered.subject,
         body: rendered.body,
+        html_body: rendered.html_body,
         variables_used: template.variable_names(),
     }))
 }

@@ -131,3 +131,27 @@ async fn sendgrid_outcomes_follow_the_status() {
     let slow = too_slow(ResponseTemplate::new(202).insert_header("X-Message-Id", "late"));
     assert_ambiguous(&outcome(&server, &*impatient, &email, slow).await);
 }
+
+#[tokio::test]
+async fn sendgrid_sends_the_plain_part_then_the_html_part_and_the_reply_to() {
+    let server = MockServer::start().await;
+    let client = client(
+        ProviderKind::Sendgrid,
+        sendgrid_config(&server),
+        sendgrid_credentials(),
+    );
+    let mut email = email();
+    email.html_body = Some("<p>Your code is <b>1234</b></p>".into());
+    email.reply_to = Some("help@acme.example".into());
+    let accepted = ResponseTemplate::new(202).insert_header("X-Message-Id", "abc");
+    outcome(&server, &*client, &email, accepted).await;
+    let body: Value = only_request(&server).await.body_json().unwrap();
+    assert_eq!(
+        body["content"],
+        json!([
+            {"type": "text/plain", "value": email.body},
+            {"type": "text/html", "value": "<p>Your code is <b>1234</b></p>"},
+        ])
+    );
+    assert_eq!(body["reply_to"], json!({"email": "help@acme.example"}));
+}
