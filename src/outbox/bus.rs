@@ -42,7 +42,10 @@ impl std::fmt::Debug for EventBus {
 
 impl EventBus {
     /// Connects to NATS and creates or updates the stream. The connection is driven by the
-    /// process's background runtime and reconnects by itself.
+    /// process's background runtime and reconnects by itself. A server that does not answer at
+    /// start does not stop the process: the bus is returned at once (readiness reports it
+    /// degraded, publications fail and wait in the outbox), and the stream is created in the
+    /// background as soon as the server answers.
     pub async fn connect(url: &str, stream: &str, prefix: &str) -> anyhow::Result<Self> {
         let url = url.to_owned();
         let stream_name = stream.to_owned();
@@ -57,7 +60,24 @@ impl EventBus {
                     .connect(url)
                     .await?;
                 let jetstream = jetstream::new(client);
-                ensure_stream(&jetstream, &stream_name, &prefix).await?;
+                if let Err(e) = ensure_stream_within(&jetstream, &stream_name, &prefix).await {
+                    tracing::warn!(error = %e, stream = %stream_name,
+                        "the event bus does not answer; serving degraded until it does");
+                    let (jetstream, stream_name, prefix) =
+                        (jetstream.clone(), stream_name.clone(), prefix.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(STREAM_RETRY).await;
+                            if ensure_stream_within(&jetstream, &stream_name, &prefix)
+                                .await
+                                .is_ok()
+                            {
+                                tracing::info!(stream = %stream_name, "the event bus answers; stream ready");
+                                break;
+                            }
+                        }
+                    });
+                }
                 Ok::<_, anyhow::Error>(EventBus::Nats {
                     jetstream: Box::new(jetstream),
                     stream: stream_name,
@@ -115,6 +135,17 @@ impl EventBus {
             }
         }
     }
+}
+
+/// How long creating the stream may take before the bus counts as not answering.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a stream that could not be created is tried again.
+const STREAM_RETRY: Duration = Duration::from_secs(1);
+
+async fn ensure_stream_within(jetstream: &Context, name: &str, prefix: &str) -> anyhow::Result<()> {
+    tokio::time::timeout(STREAM_TIMEOUT, ensure_stream(jetstream, name, prefix))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out creating stream {name}"))?
 }
 
 async fn ensure_stream(jetstream: &Context, name: &str, prefix: &str) -> anyhow::Result<()> {

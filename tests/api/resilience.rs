@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::proxy::Proxy;
 use crate::helpers::{
-    INTERNAL_KEY, TestApp, json, key_path, nats_url, spawn_app_with, spawn_on, stream_messages,
-    with_nats,
+    INTERNAL_KEY, TestApp, json, key_path, nats_url, spawn_app, spawn_app_with, spawn_on,
+    stream_messages, with_nats,
 };
 use crate::messages::{count, sender, sms};
 
@@ -174,4 +174,116 @@ async fn with_the_bus_down_the_backlog_grows_and_drains_when_it_returns() {
         events,
         "nothing lost"
     );
+}
+
+/// A port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_server_binary() -> String {
+    std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nats-server")
+        .to_owned()
+    })
+}
+
+#[actix_web::test]
+async fn a_service_started_before_its_bus_serves_degraded_then_creates_the_stream_and_publishes() {
+    let port = free_port();
+    let seeded = spawn_app().await;
+    let stream = format!("LATE_{}", uuid::Uuid::new_v4().simple());
+    let (s, url) = (stream.clone(), format!("nats://127.0.0.1:{port}"));
+    let app = spawn_on(&seeded.db_name, &seeded.database_url, move |env| {
+        env.insert("NATS_URL".into(), url);
+        env.insert("NATS_STREAM".into(), s);
+        env.insert("OUTBOX_BACKOFF_BASE_MS".into(), "10".into());
+        env.insert("OUTBOX_BACKOFF_CAP_SECS".into(), "1".into());
+    })
+    .await;
+    let readyz = || async {
+        json(
+            app.client
+                .get(app.url("/cpaas/v1/_internal/readyz"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .1["data"]
+            .clone()
+    };
+    let ready = readyz().await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["bus"], "unavailable", "{ready}");
+    let res = app
+        .post(
+            "/cpaas/v1/messages",
+            &sender("enterprise"),
+            &sms("+14155552671"),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        202,
+        "sends are accepted while the bus is away"
+    );
+
+    let store = std::env::temp_dir().join(format!("cpaas-late-nats-{port}"));
+    let mut server = Command::new(nats_server_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server");
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        ready = readyz().await;
+        if ready["bus"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let mut pending = i64::MAX;
+    for _ in 0..100 {
+        app.internal_post("/cpaas/v1/_internal/process-outbox")
+            .await;
+        pending = count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'",
+        )
+        .await;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pending, 0,
+        "the backlog was published once the bus answered"
+    );
+    let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let mut on_stream = async_nats::jetstream::new(client)
+        .get_stream(&stream)
+        .await
+        .unwrap();
+    assert_eq!(on_stream.info().await.unwrap().state.messages, 2);
+    server.kill().ok();
+    server.wait().ok();
+    std::fs::remove_dir_all(&store).ok();
 }
