@@ -38,10 +38,15 @@ fn main() -> anyhow::Result<()> {
             plan_tier,
             id,
         }) => block_on(async move {
+            let tier = cpaas::domain::PlanTier::known(&plan_tier).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown plan tier {plan_tier:?}; expected free, starter, professional, \
+                     business or enterprise"
+                )
+            })?;
             let pool = cpaas::db::build_pool(&settings)?;
             let mut conn = pool.get().await?;
             let id = id.unwrap_or_else(uuid::Uuid::now_v7);
-            let tier = cpaas::domain::PlanTier::from_claim(&plan_tier);
             cpaas::db::users::ensure_tenant(&mut conn, id, &name, tier.as_str()).await?;
             println!("{id}");
             Ok(())
