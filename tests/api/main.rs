@@ -9,6 +9,7 @@ mod auth_refresh;
 mod auth_tokens;
 mod bulk;
 mod callbacks;
+mod channels_end_to_end;
 mod cli;
 mod consumers;
 mod delivery;
