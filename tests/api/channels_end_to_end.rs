@@ -103,7 +103,13 @@ async fn voice_sns_and_fcm_sends_go_out_on_their_wire_formats_and_usage_sums_the
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{} {}", r["kind"].as_str().unwrap(), r["path"].as_str().unwrap()))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["kind"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
         .collect();
     assert!(
         paths
@@ -130,11 +136,7 @@ async fn voice_sns_and_fcm_sends_go_out_on_their_wire_formats_and_usage_sums_the
         assert_eq!(stats["kinds"][kind]["requests"], 1, "{kind}: {stats}");
     }
 
-    let (status, usage) = json(
-        app.get("/cpaas/v1/usage?group_by=provider", &admin)
-            .await,
-    )
-    .await;
+    let (status, usage) = json(app.get("/cpaas/v1/usage?group_by=provider", &admin).await).await;
     assert_eq!(status, 200, "{usage}");
     assert_eq!(usage["data"]["total"], 3);
     let total = usage["data"]["cost_usd"].as_f64().unwrap();

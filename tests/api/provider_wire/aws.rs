@@ -218,3 +218,30 @@ async fn ses_outcomes_follow_the_error_type_header() {
     let slow = too_slow(ResponseTemplate::new(200).set_body_json(json!({"MessageId": "x"})));
     assert_ambiguous(&outcome(&server, &*impatient, &email, slow).await);
 }
+
+#[tokio::test]
+async fn ses_sends_text_and_html_bodies_the_reply_to_and_the_sender_name() {
+    let server = MockServer::start().await;
+    let mut config = ses_config(&server);
+    config["from_name"] = json!("Acme Événements");
+    let client = client(ProviderKind::AwsSes, config, aws_credentials());
+    let mut email = message(Channel::Email, "someone@example.com");
+    email.subject = Some("Your tickets".into());
+    email.html_body = Some("<p>Your <b>tickets</b></p>".into());
+    email.reply_to = Some("help@acme.example".into());
+    let sent = ResponseTemplate::new(200).set_body_json(json!({"MessageId": "m-1"}));
+    assert_accepted(&outcome(&server, &*client, &email, sent).await, "m-1");
+    let body: Value = only_request(&server).await.body_json().unwrap();
+    assert_eq!(
+        body["Content"]["Simple"]["Body"],
+        json!({
+            "Text": {"Data": email.body, "Charset": "UTF-8"},
+            "Html": {"Data": "<p>Your <b>tickets</b></p>", "Charset": "UTF-8"},
+        })
+    );
+    assert_eq!(body["ReplyToAddresses"], json!(["help@acme.example"]));
+    assert_eq!(
+        body["FromEmailAddress"],
+        "=?UTF-8?B?QWNtZSDDiXbDqW5lbWVudHM=?= <noreply@acme.example>"
+    );
+}
