@@ -176,13 +176,26 @@ async fn with_the_bus_down_the_backlog_grows_and_drains_when_it_returns() {
     );
 }
 
-/// A port nothing listens on (yet).
+/// A port nothing listens on (yet), below the ephemeral range: no other test's listener on
+/// port 0 can take it meanwhile, and the client's own retries cannot connect to themselves
+/// (an outgoing socket whose ephemeral source port is the port it dials).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = 20_000 + (rand::random::<u16>() % 10_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A child process that is killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
 }
 
 fn nats_server_binary() -> String {
@@ -241,13 +254,15 @@ async fn a_service_started_before_its_bus_serves_degraded_then_creates_the_strea
     );
 
     let store = std::env::temp_dir().join(format!("cpaas-late-nats-{port}"));
-    let mut server = Command::new(nats_server_binary())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server");
+    let _server = Killed(
+        Command::new(nats_server_binary())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server"),
+    );
     let mut ready = Value::Null;
     for _ in 0..100 {
         ready = readyz().await;
@@ -283,7 +298,5 @@ async fn a_service_started_before_its_bus_serves_degraded_then_creates_the_strea
         .await
         .unwrap();
     assert_eq!(on_stream.info().await.unwrap().state.messages, 2);
-    server.kill().ok();
-    server.wait().ok();
     std::fs::remove_dir_all(&store).ok();
 }
