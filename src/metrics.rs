@@ -149,6 +149,12 @@ impl Metrics {
         status: actix_web::http::StatusCode,
         elapsed: Duration,
     ) {
+        // A client may send any method; only the standard ones become label values, so invented
+        // methods cannot add series.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         self.http_requests
             .with_label_values(&[method, route, status.as_str()])
             .inc();

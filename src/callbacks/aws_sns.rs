@@ -35,13 +35,49 @@ use super::{CallbackError, Parsed, RawCallback, Source, bad_signature, ses};
 /// How many certificates are kept; SNS rotates them rarely.
 const CACHE_LIMIT: usize = 64;
 
-/// Public keys of signing certificates, by certificate URL.
-#[derive(Default)]
+/// How long a certificate URL that could not be fetched is not tried again.
+const FAILURE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Certificate fetches in flight at once, whatever arrives.
+const CONCURRENT_FETCHES: usize = 4;
+
+/// Public keys of signing certificates, by certificate URL; failed fetches are remembered for a
+/// minute and at most four fetches run at once, so a flood of forged notifications naming
+/// certificate URLs cannot make this process hammer them.
 pub struct CertificateCache {
     keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    failures: Mutex<HashMap<String, std::time::Instant>>,
+    fetches: tokio::sync::Semaphore,
+}
+
+impl Default for CertificateCache {
+    fn default() -> Self {
+        Self {
+            keys: Mutex::default(),
+            failures: Mutex::default(),
+            fetches: tokio::sync::Semaphore::new(CONCURRENT_FETCHES),
+        }
+    }
 }
 
 impl CertificateCache {
+    fn failed_recently(&self, url: &str) -> bool {
+        self.failures
+            .lock()
+            .ok()
+            .and_then(|f| f.get(url).map(|at| at.elapsed() < FAILURE_TTL))
+            .unwrap_or(false)
+    }
+
+    fn remember_failure(&self, url: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.retain(|_, at| at.elapsed() < FAILURE_TTL);
+            if failures.len() >= CACHE_LIMIT {
+                failures.clear();
+            }
+            failures.insert(url.to_owned(), std::time::Instant::now());
+        }
+    }
+
     fn get(&self, url: &str) -> Option<Arc<Vec<u8>>> {
         self.keys.lock().ok()?.get(url).cloned()
     }
@@ -212,6 +248,31 @@ async fn public_key(
     if let Some(key) = certificates.get(url) {
         return Ok(key);
     }
+    if certificates.failed_recently(url) {
+        return Err(CallbackError::Upstream(format!(
+            "SNS certificate {url}: it could not be fetched in the last minute"
+        )));
+    }
+    let _permit = certificates
+        .fetches
+        .acquire()
+        .await
+        .map_err(|e| CallbackError::Internal(e.into()))?;
+    if let Some(key) = certificates.get(url) {
+        return Ok(key);
+    }
+    let fetched = fetch_public_key(http, url).await;
+    match &fetched {
+        Ok(key) => certificates.put(url, key.clone()),
+        Err(_) => certificates.remember_failure(url),
+    }
+    fetched
+}
+
+async fn fetch_public_key(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<Arc<Vec<u8>>, CallbackError> {
     let unavailable = |e: String| CallbackError::Upstream(format!("SNS certificate {url}: {e}"));
     let response = http
         .get(url)
@@ -221,17 +282,15 @@ async fn public_key(
     if !response.status().is_success() {
         return Err(unavailable(format!("answered {}", response.status())));
     }
-    let pem = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
+    let pem =
+        crate::providers::http::read_capped(response, crate::providers::http::MAX_REPLY_BYTES)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
     let der = CertificateDer::from_pem_slice(&pem)
         .map_err(|e| bad_signature(format!("the signing certificate is not a PEM X.509: {e}")))?;
     let cert = webpki::EndEntityCert::try_from(&der)
         .map_err(|e| bad_signature(format!("the signing certificate does not parse: {e}")))?;
-    let key = Arc::new(cert.subject_public_key_info().as_ref().to_vec());
-    certificates.put(url, key.clone());
-    Ok(key)
+    Ok(Arc::new(cert.subject_public_key_info().as_ref().to_vec()))
 }
 
 /// Confirms a subscription by a GET of its `SubscribeURL`.

@@ -43,7 +43,27 @@ pub fn client_builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
         .user_agent(concat!("cpaas-orchestrator/", env!("CARGO_PKG_VERSION")))
 }
 
-/// A provider's answer, read whole.
+/// The most of a reply body any outgoing call reads; the rest is dropped unread, so a hostile
+/// or broken server cannot make this process buffer without bound.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Reads at most `limit` bytes of a response body; what follows is dropped with the response.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// A provider's answer, read up to [`MAX_REPLY_BYTES`].
 #[derive(Debug)]
 pub(crate) struct Reply {
     pub status: StatusCode,
@@ -69,13 +89,16 @@ pub(crate) async fn execute(request: RequestBuilder) -> Result<Reply, SendOutcom
     let status = response.status();
     let headers = response.headers().clone();
     // Losing the body after the status line arrived still means the provider saw the call.
-    let body = response.bytes().await.map_err(|e| SendOutcome::Ambiguous {
-        message: format!("the answer ({status}) could not be read: {}", chain(&e)),
-    })?;
+    let body =
+        read_capped(response, MAX_REPLY_BYTES)
+            .await
+            .map_err(|e| SendOutcome::Ambiguous {
+                message: format!("the answer ({status}) could not be read: {}", chain(&e)),
+            })?;
     Ok(Reply {
         status,
         headers,
-        body: body.to_vec(),
+        body,
     })
 }
 

@@ -249,8 +249,16 @@ impl WebhookSender {
                 if status.is_success() {
                     (Some(i32::from(status.as_u16())), None)
                 } else {
-                    let text = response.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(MAX_ERROR_CHARS).collect();
+                    let body = crate::providers::http::read_capped(
+                        response,
+                        crate::providers::http::MAX_REPLY_BYTES,
+                    )
+                    .await
+                    .unwrap_or_default();
+                    let text: String = String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(MAX_ERROR_CHARS)
+                        .collect();
                     let error = if text.trim().is_empty() {
                         format!("the receiver answered {status}")
                     } else {

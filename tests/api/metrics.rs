@@ -303,3 +303,46 @@ fn the_sample_parser_reads_escapes_and_refuses_malformed_lines() {
         );
     }
 }
+
+#[actix_web::test]
+async fn five_hundred_requests_with_invented_methods_add_no_metric_series() {
+    let app = crate::helpers::spawn_app().await;
+    let series = || async {
+        let text = app
+            .client
+            .get(app.url("/cpaas/v1/_internal/metrics"))
+            .header("x-internal-api-key", crate::helpers::INTERNAL_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("cpaas_http_requests_total{"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let method = |i: usize| reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+    app.client
+        .request(method(0), app.url("/cpaas/v1/providers"))
+        .send()
+        .await
+        .unwrap();
+    let before = series().await.len();
+    for i in 1..=500 {
+        app.client
+            .request(method(i), app.url("/cpaas/v1/providers"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let after = series().await;
+    assert!(
+        after.len() <= before + 1,
+        "{} series before, {} after: {after:?}",
+        before,
+        after.len()
+    );
+    assert!(after.iter().all(|l| !l.contains("BREW")), "{after:?}");
+}

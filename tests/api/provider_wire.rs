@@ -216,3 +216,19 @@ async fn a_settings_gap_fails_the_build_instead_of_the_send() {
     let err = build_client(&broken, http).err().expect("an error");
     assert!(err.to_string().contains("api_secret"), "{err}");
 }
+
+#[tokio::test]
+async fn a_reply_body_is_read_up_to_the_cap_and_the_rest_dropped() {
+    use wiremock::matchers::any;
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(any())
+        .respond_with(wiremock::ResponseTemplate::new(500).set_body_bytes(vec![b'x'; 4 << 20]))
+        .mount(&server)
+        .await;
+    let response = reqwest::get(server.uri()).await.unwrap();
+    let body =
+        cpaas::providers::http::read_capped(response, cpaas::providers::http::MAX_REPLY_BYTES)
+            .await
+            .unwrap();
+    assert_eq!(body.len(), cpaas::providers::http::MAX_REPLY_BYTES);
+}

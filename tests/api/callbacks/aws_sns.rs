@@ -380,3 +380,33 @@ async fn a_bad_signature_a_foreign_certificate_url_or_another_topic_is_refused()
     }
     assert_eq!(message(&s.app, &s.tenant, &id).await["status"], "SENT");
 }
+
+#[actix_web::test]
+async fn a_certificate_that_cannot_be_fetched_is_not_fetched_again_for_every_notification() {
+    let s = setup().await;
+    Mock::given(method("GET"))
+        .and(path("/broken.pem"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&s.aws)
+        .await;
+    let id = sent(&s).await;
+    let delivery =
+        json!({ "eventType": "Delivery", "delivery": { "timestamp": "2026-01-01T00:00:03.000Z" } });
+    let mut forged: Value =
+        serde_json::from_slice(&signed(&s, notification(&id, "d-9", delivery), "2")).unwrap();
+    forged["SigningCertURL"] = json!(format!("{}/broken.pem", s.aws.uri()));
+    for _ in 0..5 {
+        let res = post(&s, serde_json::to_vec(&forged).unwrap()).await;
+        assert_eq!(res.status(), 503);
+    }
+    let fetches = s
+        .aws
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/broken.pem")
+        .count();
+    assert_eq!(fetches, 1, "a failed fetch is remembered");
+    assert_eq!(message(&s.app, &s.tenant, &id).await["status"], "SENT");
+}
