@@ -22,7 +22,8 @@ export INTERNAL_API_KEY=${INTERNAL_API_KEY:-dev-internal-key}
 export APP_ENV=${APP_ENV:-development}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://localhost:8080}
-export ALLOW_INSECURE_WEBHOOK_URLS=${ALLOW_INSECURE_WEBHOOK_URLS:-true}
+export WEBHOOK_ALLOW_HTTP=${WEBHOOK_ALLOW_HTTP:-true}
+export WEBHOOK_ALLOW_INTERNAL_HOSTS=${WEBHOOK_ALLOW_INTERNAL_HOSTS:-true}
 export DEV_KEYS_DIR=${DEV_KEYS_DIR:-$PWD/.cpaas}
 
 if [ -z "${CPAAS_BIN:-}" ]; then

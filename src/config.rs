@@ -70,7 +70,13 @@ pub struct Settings {
     pub scheduler_tick: Duration,
     pub outbox_enabled: bool,
     pub consumers_enabled: bool,
-    pub allow_insecure_webhook_urls: bool,
+    /// `WEBHOOK_ALLOW_HTTP`: webhook URLs may use plain `http://` (development only).
+    pub webhook_allow_http: bool,
+    /// `WEBHOOK_ALLOW_INTERNAL_HOSTS`: webhook URLs may name loopback, private and other
+    /// non-public hosts, and deliveries connect to them (development only).
+    pub webhook_allow_internal_hosts: bool,
+    /// `APP_ENV` was not set (the service runs as development and says so at start).
+    pub app_env_defaulted: bool,
     pub webhook_timeout: Duration,
     pub webhook_backoff_base: Duration,
     pub webhook_backoff_cap: Duration,
@@ -114,6 +120,30 @@ impl Settings {
             }
         };
         let dev = app_env == AppEnv::Development;
+        // ALLOW_INSECURE_WEBHOOK_URLS is the earlier name of both switches together.
+        let insecure = flag(&get, "ALLOW_INSECURE_WEBHOOK_URLS", false)?;
+        let webhook_allow_http = flag(&get, "WEBHOOK_ALLOW_HTTP", insecure)?;
+        let webhook_allow_internal_hosts = flag(&get, "WEBHOOK_ALLOW_INTERNAL_HOSTS", insecure)?;
+        if !dev {
+            for (name, on) in [
+                ("WEBHOOK_ALLOW_HTTP", webhook_allow_http),
+                ("WEBHOOK_ALLOW_INTERNAL_HOSTS", webhook_allow_internal_hosts),
+            ] {
+                if on {
+                    return Err(ConfigError {
+                        name,
+                        reason: "is for development only; it cannot be set with APP_ENV=production"
+                            .into(),
+                    });
+                }
+            }
+            if flag(&get, "SEED_ON_START", false)? {
+                return Err(ConfigError {
+                    name: "SEED_ON_START",
+                    reason: "the development seeds cannot run with APP_ENV=production".into(),
+                });
+            }
+        }
         let database_url = get("DATABASE_URL").ok_or(ConfigError {
             name: "DATABASE_URL",
             reason: "is required".into(),
@@ -189,7 +219,9 @@ impl Settings {
             scheduler_tick: millis(&get, "SCHEDULER_TICK_MS", 2000)?,
             outbox_enabled: flag(&get, "OUTBOX_ENABLED", true)?,
             consumers_enabled: flag(&get, "CONSUMERS_ENABLED", true)?,
-            allow_insecure_webhook_urls: flag(&get, "ALLOW_INSECURE_WEBHOOK_URLS", false)?,
+            webhook_allow_http,
+            webhook_allow_internal_hosts,
+            app_env_defaulted: get("APP_ENV").is_none(),
             webhook_timeout: millis(&get, "WEBHOOK_TIMEOUT_MS", 10_000)?,
             webhook_backoff_base: millis(&get, "WEBHOOK_BACKOFF_BASE_MS", 15_000)?,
             webhook_backoff_cap: secs(&get, "WEBHOOK_BACKOFF_CAP_SECS", 3600)?,

@@ -25,6 +25,12 @@ fn main() -> anyhow::Result<()> {
     }
     let settings = Settings::from_env()?;
     cpaas::telemetry::init(settings.log_format);
+    if settings.app_env_defaulted {
+        tracing::warn!(
+            "APP_ENV is not set: running as development (generated keys, seeds, relaxed checks); \
+             set APP_ENV=production for a deployment"
+        );
+    }
     match command {
         Command::Serve => serve(settings),
         Command::Migrate => {
@@ -82,6 +88,9 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(fut: F) -> anyh
 }
 
 async fn seed(settings: &Settings) -> anyhow::Result<()> {
+    if !settings.is_development() {
+        anyhow::bail!("the development seeds cannot run with APP_ENV=production");
+    }
     let pool = cpaas::db::build_pool(settings)?;
     let mut conn = pool.get().await?;
     cpaas::seed::run(&mut conn, &load_cipher(settings)?).await?;

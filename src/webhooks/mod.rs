@@ -74,7 +74,7 @@ impl WebhookPolicy {
             concurrency,
             batch_size: BATCH as i64,
             lease: s.webhook_timeout * rounds + Duration::from_secs(30),
-            allow_internal_hosts: s.allow_insecure_webhook_urls,
+            allow_internal_hosts: s.webhook_allow_internal_hosts,
         }
     }
 
@@ -114,7 +114,8 @@ impl WebhookSender {
         policy: WebhookPolicy,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
-        let mut client = crate::providers::http::client_builder(policy.timeout);
+        // Tenants' receivers are reached directly, never through a proxy the environment names.
+        let mut client = crate::providers::http::client_builder(policy.timeout).no_proxy();
         if !policy.allow_internal_hosts {
             client = client.dns_resolver(Arc::new(resolver::PublicOnlyResolver));
         }

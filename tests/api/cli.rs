@@ -229,3 +229,37 @@ async fn keys_generate_writes_keys_the_service_starts_with_and_never_overwrites_
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[actix_web::test]
+async fn seeds_refuse_production_and_an_unset_app_env_is_announced() {
+    let db = crate::helpers::db::create_test_database();
+    let keys = std::env::temp_dir().join(format!("cpaas-cli-{db}"));
+    let refused = Command::new(env!("CARGO_BIN_EXE_cpaas"))
+        .arg("seed")
+        .env_clear()
+        .env("DATABASE_URL", database_url(&db))
+        .env("APP_ENV", "production")
+        .env("CPAAS_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("production"));
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM users").await, 0);
+
+    let unset = Command::new(env!("CARGO_BIN_EXE_cpaas"))
+        .arg("migrate")
+        .env_clear()
+        .env("DATABASE_URL", database_url(&db))
+        .env("DEV_KEYS_DIR", &keys)
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&unset.stdout),
+        String::from_utf8_lossy(&unset.stderr)
+    );
+    assert!(unset.status.success(), "{logs}");
+    assert!(logs.contains("APP_ENV is not set"), "{logs}");
+}

@@ -357,3 +357,74 @@ async fn another_tenants_webhook_is_not_found_on_every_route() {
         assert_eq!(code(&body), "ERR_CPAAS_NOT_FOUND");
     }
 }
+
+#[actix_web::test]
+async fn nat64_6to4_and_other_special_addresses_are_refused_as_webhook_hosts() {
+    let app = crate::helpers::spawn_app().await;
+    let t = crate::helpers::token(crate::helpers::DEV_TENANT, &["developer"], "professional");
+    for url in [
+        "https://[64:ff9b::7f00:1]/hook",
+        "https://[2002:7f00:1::]/hook",
+        "https://[::127.0.0.1]/hook",
+        "https://[fec0::1]/hook",
+        "https://192.0.0.8/hook",
+        "https://198.18.0.1/hook",
+        "https://240.0.0.1/hook",
+        "https://[ff02::1]/hook",
+    ] {
+        let (status, body) = crate::helpers::json(
+            app.post(
+                "/cpaas/v1/webhooks",
+                &t,
+                &serde_json::json!({ "url": url, "events": ["*"] }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{url}: {body}");
+    }
+}
+
+#[test]
+fn the_development_switches_are_refused_in_production() {
+    use std::collections::HashMap;
+    let base = |extra: &[(&str, &str)]| {
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("APP_ENV", "production"),
+            ("JWT_PRIVATE_KEY_PATH", "/nonexistent.pem"),
+            ("CPAAS_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        cpaas::config::Settings::from_map(&env)
+    };
+    assert!(base(&[]).is_ok());
+    for name in [
+        "WEBHOOK_ALLOW_HTTP",
+        "WEBHOOK_ALLOW_INTERNAL_HOSTS",
+        "ALLOW_INSECURE_WEBHOOK_URLS",
+        "SEED_ON_START",
+    ] {
+        let err = base(&[(name, "true")]).unwrap_err();
+        assert!(err.to_string().contains("production"), "{name}: {err}");
+    }
+    let dev = cpaas::config::Settings::from_map(
+        &[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("WEBHOOK_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    )
+    .unwrap();
+    assert!(dev.webhook_allow_http && !dev.webhook_allow_internal_hosts);
+    assert!(dev.app_env_defaulted);
+}

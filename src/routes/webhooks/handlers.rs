@@ -25,8 +25,12 @@ use crate::state::AppState;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 
 fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
-    check_webhook_url(url, state.settings.allow_insecure_webhook_urls)
-        .map_err(|reason| ApiError::new(ErrorCode::InvalidWebhookUrl, format!("url {reason}")))
+    check_webhook_url(
+        url,
+        state.settings.webhook_allow_http,
+        state.settings.webhook_allow_internal_hosts,
+    )
+    .map_err(|reason| ApiError::new(ErrorCode::InvalidWebhookUrl, format!("url {reason}")))
 }
 
 fn to_texts(events: Vec<String>) -> Vec<Option<String>> {
