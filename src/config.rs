@@ -75,6 +75,8 @@ pub struct Settings {
     /// `WEBHOOK_ALLOW_INTERNAL_HOSTS`: webhook URLs may name loopback, private and other
     /// non-public hosts, and deliveries connect to them (development only).
     pub webhook_allow_internal_hosts: bool,
+    /// `PROVIDER_EXTRA_HOSTS`: hosts added to a provider kind's own (`KIND=host,…`).
+    pub provider_extra_hosts: String,
     /// `APP_ENV` was not set (the service runs as development and says so at start).
     pub app_env_defaulted: bool,
     pub webhook_timeout: Duration,
@@ -222,6 +224,7 @@ impl Settings {
             webhook_allow_http,
             webhook_allow_internal_hosts,
             app_env_defaulted: get("APP_ENV").is_none(),
+            provider_extra_hosts: get("PROVIDER_EXTRA_HOSTS").unwrap_or_default(),
             webhook_timeout: millis(&get, "WEBHOOK_TIMEOUT_MS", 10_000)?,
             webhook_backoff_base: millis(&get, "WEBHOOK_BACKOFF_BASE_MS", 15_000)?,
             webhook_backoff_cap: secs(&get, "WEBHOOK_BACKOFF_CAP_SECS", 3600)?,

@@ -75,10 +75,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new()?);
         // One registry of provider clients, so per-client state (FCM's OAuth token) is shared
         // by delivery, callbacks and jobs.
-        let registry = Arc::new(ProviderRegistry::new(
-            cipher.clone(),
-            crate::providers::http::http_client_with_timeout(settings.provider_timeout)?,
-        ));
+        let registry = Arc::new(provider_registry(&settings, &cipher)?);
         let delivery = Arc::new(
             Delivery::new(
                 pool.clone(),
@@ -173,6 +170,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The provider clients: anywhere in development; outside it, only at each kind's own hosts
+/// (`PROVIDER_EXTRA_HOSTS` adds some), through a client that connects to public addresses only.
+fn provider_registry(
+    settings: &Settings,
+    cipher: &CredentialCipher,
+) -> anyhow::Result<ProviderRegistry> {
+    let mut http = crate::providers::http::client_builder(settings.provider_timeout);
+    if settings.is_development() {
+        return Ok(ProviderRegistry::new(cipher.clone(), http.build()?));
+    }
+    let hosts = crate::providers::hosts::ProviderHosts::parse(&settings.provider_extra_hosts)
+        .map_err(|e| anyhow::anyhow!("PROVIDER_EXTRA_HOSTS: {e}"))?;
+    http = http.dns_resolver(Arc::new(crate::providers::resolver::PublicOnlyResolver));
+    Ok(ProviderRegistry::new(cipher.clone(), http.build()?).with_hosts(hosts))
 }
 
 /// Every in-process handler of outbox events: delivery of accepted messages, and the fan-out

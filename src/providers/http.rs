@@ -187,17 +187,30 @@ pub(crate) struct ProviderError {
     pub retry_after: Option<Duration>,
 }
 
+/// Longest provider error message kept (it is shown to the tenant in attempts).
+const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
 /// Classifies an answer that was not a success.
 pub(crate) fn classify_error(reply: &Reply, err: ProviderError) -> SendOutcome {
     let status = reply.status;
     let code = err
         .code
         .unwrap_or_else(|| format!("HTTP_{}", status.as_u16()));
-    let message = err.message.unwrap_or_else(|| {
-        status
-            .canonical_reason()
-            .map_or_else(|| status.to_string(), str::to_owned)
-    });
+    // The provider's own short explanation, bounded and printable; never the raw body.
+    let message = err
+        .message
+        .map(|m| {
+            m.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_ERROR_MESSAGE_CHARS)
+                .collect::<String>()
+        })
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .map_or_else(|| status.to_string(), str::to_owned)
+        });
     let hint = err.hint.unwrap_or(match status.as_u16() {
         429 => Hint::RateLimited,
         408 | 500..=599 => Hint::Transient,
@@ -239,9 +252,8 @@ pub(crate) fn accepted(
         },
         None => SendOutcome::Ambiguous {
             message: format!(
-                "the provider answered {} without a message id: {}",
-                reply.status,
-                String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)])
+                "the provider answered {} without a message id",
+                reply.status
             ),
         },
     }

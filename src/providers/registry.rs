@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::crypto::CredentialCipher;
 use crate::db::providers::Provider;
 use crate::domain::ProviderKind;
+use crate::providers::hosts::ProviderHosts;
 use crate::providers::{ProviderClient, ProviderSettings, build_client};
 
 type Cached = (DateTime<Utc>, Arc<dyn ProviderClient>);
@@ -19,14 +20,38 @@ pub struct ProviderRegistry {
     cipher: CredentialCipher,
     http: reqwest::Client,
     clients: Mutex<HashMap<uuid::Uuid, Cached>>,
+    /// The hosts providers may be reached at; `None` (development) allows any.
+    hosts: Option<ProviderHosts>,
 }
 
 impl ProviderRegistry {
+    /// A registry whose providers may be reached anywhere (development and tests).
     pub fn new(cipher: CredentialCipher, http: reqwest::Client) -> Self {
         Self {
             cipher,
             http,
             clients: Mutex::new(HashMap::new()),
+            hosts: None,
+        }
+    }
+
+    /// Limits every provider's URLs to its kind's hosts (outside development).
+    pub fn with_hosts(mut self, hosts: ProviderHosts) -> Self {
+        self.hosts = Some(hosts);
+        self
+    }
+
+    /// Checks the URLs a provider's settings name against the allowed hosts; the error names
+    /// the field. Always passes when no hosts are configured (development).
+    pub fn check_urls(
+        &self,
+        kind: ProviderKind,
+        config: &Map<String, Value>,
+        credentials: &Map<String, Value>,
+    ) -> Result<(), String> {
+        match &self.hosts {
+            Some(hosts) => hosts.check(kind, config, credentials),
+            None => Ok(()),
         }
     }
 
@@ -57,7 +82,10 @@ impl ProviderRegistry {
         {
             return Ok(client.clone());
         }
-        let client = build_client(&self.settings(row)?, self.http.clone())?;
+        let settings = self.settings(row)?;
+        self.check_urls(settings.kind, &settings.config, &settings.credentials)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let client = build_client(&settings, self.http.clone())?;
         if let Ok(mut cache) = self.clients.lock() {
             cache.insert(row.id, (row.updated_at, client.clone()));
         }

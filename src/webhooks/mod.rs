@@ -9,7 +9,6 @@
 //! delivery is FAILED. Deliveries to one webhook are not ordered: receivers order by the
 //! event's `time` and de-duplicate by `x-cpaas-event-id`.
 
-pub mod resolver;
 pub mod signature;
 
 use std::collections::BTreeMap;
@@ -117,7 +116,7 @@ impl WebhookSender {
         // Tenants' receivers are reached directly, never through a proxy the environment names.
         let mut client = crate::providers::http::client_builder(policy.timeout).no_proxy();
         if !policy.allow_internal_hosts {
-            client = client.dns_resolver(Arc::new(resolver::PublicOnlyResolver));
+            client = client.dns_resolver(Arc::new(crate::providers::resolver::PublicOnlyResolver));
         }
         Ok(Self {
             pool,

@@ -389,3 +389,139 @@ async fn the_health_of_a_provider_is_readable() {
     assert_eq!(body["data"]["consecutive_failures"], 0);
     assert!(body["data"]["last_change"].as_str().unwrap().ends_with('Z'));
 }
+
+/// A production-mode app: providers may be reached only at their own public hosts.
+async fn production() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|env| {
+        env.insert("APP_ENV".into(), "production".into());
+    })
+    .await
+}
+
+fn twilio_at(base_url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": format!("twilio-{}", uuid::Uuid::new_v4().simple()), "kind": "TWILIO",
+        "channels": ["SMS"],
+        "config": { "from": "+15005550006", "base_url": base_url },
+        "credentials": { "account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "secret" }
+    })
+}
+
+#[actix_web::test]
+async fn in_production_a_provider_url_on_an_internal_or_foreign_host_is_refused() {
+    let app = production().await;
+    let tenant = uuid::Uuid::now_v7();
+    let admin = crate::helpers::token(tenant, &["admin"], "enterprise");
+    for bad in [
+        "http://127.0.0.1:9090",
+        "https://127.0.0.1:9090",
+        "https://169.254.169.254/latest",
+        "https://internal.corp.example",
+        "http://api.twilio.com",
+    ] {
+        let (status, body) = crate::helpers::json(
+            app.post("/cpaas/v1/providers", &admin, &twilio_at(bad))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "ERR_CPAAS_INVALID_PROVIDER_CONFIG");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("config.base_url"),
+            "{body}"
+        );
+    }
+    let (status, created) = crate::helpers::json(
+        app.post(
+            "/cpaas/v1/providers",
+            &admin,
+            &twilio_at("https://api.twilio.com"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().unwrap();
+    let res = app
+        .patch(
+            &format!("/cpaas/v1/providers/{id}"),
+            &admin,
+            &serde_json::json!({ "config": { "from": "+15005550006",
+                                             "base_url": "https://10.0.0.5" } }),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+
+    let (status, body) = crate::helpers::json(
+        app.post(
+            "/cpaas/v1/providers",
+            &admin,
+            &serde_json::json!({
+                "name": "fcm", "kind": "FCM", "channels": ["PUSH"],
+                "config": { "project_id": "acme" },
+                "credentials": { "service_account": {
+                    "client_email": "svc@acme.iam.gserviceaccount.com",
+                    "private_key": std::fs::read_to_string(crate::helpers::key_path()).unwrap(),
+                    "token_uri": "http://169.254.169.254/computeMetadata/v1/token" } }
+            }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token_uri")
+    );
+}
+
+#[actix_web::test]
+async fn in_production_a_stored_internal_url_is_never_called() {
+    use diesel_async::RunQueryDsl;
+    let server = wiremock::MockServer::start().await;
+    let app = production().await;
+    let tenant = uuid::Uuid::now_v7();
+    let admin = crate::helpers::token(tenant, &["admin"], "enterprise");
+    let res = app
+        .post(
+            "/cpaas/v1/providers",
+            &admin,
+            &twilio_at("https://api.twilio.com"),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    // A row written before the check existed (or by hand) still names an internal host.
+    let mut conn = app.pool.get().await.unwrap();
+    diesel::sql_query(format!(
+        "UPDATE providers SET config = jsonb_set(config, '{{base_url}}', '\"{}\"'), \
+         updated_at = now() WHERE tenant_id = '{tenant}'",
+        server.uri()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let t = crate::helpers::token(tenant, &["developer"], "enterprise");
+    let (status, sent) = crate::helpers::json(
+        app.post(
+            "/cpaas/v1/messages",
+            &t,
+            &serde_json::json!({ "channel": "SMS", "recipient": "+14155552671",
+                                 "message_body": "hi" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
+    let id = sent["data"]["id"].as_str().unwrap();
+    let (_, m) = crate::helpers::json(app.get(&format!("/cpaas/v1/messages/{id}"), &t).await).await;
+    assert_eq!(m["data"]["status"], "FAILED", "{m}");
+    assert_eq!(m["data"]["error"]["code"], "PROVIDER_MISCONFIGURED", "{m}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

@@ -197,6 +197,11 @@ pub async fn create_provider(
     let credentials = body.credentials.unwrap_or_default();
     kind.validate(&config, &credentials)
         .map_err(invalid_config)?;
+    state
+        .jobs
+        .registry
+        .check_urls(kind, &config, &credentials)
+        .map_err(invalid_config)?;
 
     let id = ProviderId::generate();
     let new = NewProvider {
@@ -318,6 +323,11 @@ pub async fn update_provider(
                 }
             }
             kind.validate(&config, &credentials)
+                .map_err(invalid_config)?;
+            state
+                .jobs
+                .registry
+                .check_urls(kind, &config, &credentials)
                 .map_err(invalid_config)?;
             if let Some(name) = &name
                 && *name != current.name

@@ -1,7 +1,7 @@
-//! Name resolution for webhook deliveries that refuses internal addresses: a webhook URL is
-//! checked when it is saved, but its host name may later resolve to a loopback, private or
-//! link-local address (a changed DNS record, DNS rebinding). Only public addresses are
-//! connected to, outside development.
+//! Name resolution that refuses internal addresses, for webhook deliveries and (outside
+//! development) provider calls: a URL is checked when it is saved, but its host name may later
+//! resolve to a loopback, private or link-local address (a changed DNS record, DNS rebinding).
+//! Only public addresses are connected to, outside development.
 
 use std::net::SocketAddr;
 
