@@ -13,7 +13,9 @@
 //! - `Signature` (base64) is RSA PKCS#1 v1.5 with SHA-1 (`SignatureVersion` 1) or SHA-256 (2),
 //!   checked with the certificate's public key.
 //! - With `config.sns_topic_arn` set, any other `TopicArn` is refused: anyone can point a topic
-//!   of their own account at this URL, and SNS would sign its messages too.
+//!   of their own account at this URL, and SNS would sign its messages too. Outside development
+//!   the pin is required: a provider without one is refused when saved, and its notifications
+//!   are refused.
 //!
 //! `SubscriptionConfirmation` is confirmed by a GET of `SubscribeURL` (same host rule);
 //! `Notification` carries an SES event (see `ses`); `UnsubscribeConfirmation` is stored and
@@ -96,11 +98,14 @@ impl CertificateCache {
 pub struct Endpoints {
     test_base: Option<String>,
     topic_arn: Option<String>,
+    /// Development: a provider without `sns_topic_arn` takes any topic.
+    unpinned_allowed: bool,
 }
 
 impl Endpoints {
     pub fn for_source(source: &Source, allow_test_endpoints: bool) -> Self {
         Self {
+            unpinned_allowed: allow_test_endpoints,
             test_base: source
                 .settings
                 .config_str("sns_cert_base_url")
@@ -212,10 +217,18 @@ pub async fn parse(
         .verify(signed.as_bytes(), &signature)
         .map_err(|_| bad_signature("the SNS signature does not match"))?;
     let topic = field("TopicArn").unwrap_or_default();
-    if let Some(expected) = &endpoints.topic_arn
-        && topic != expected
-    {
-        return Err(bad_signature(format!("unexpected TopicArn {topic}")));
+    match &endpoints.topic_arn {
+        Some(expected) if topic != expected => {
+            return Err(bad_signature(format!("unexpected TopicArn {topic}")));
+        }
+        // Outside development a provider must pin its topic: any AWS account can point a topic
+        // of its own at this URL, and SNS signs its messages as well as ours.
+        None if !endpoints.unpinned_allowed => {
+            return Err(bad_signature(
+                "the provider pins no sns_topic_arn; notifications are refused until it does",
+            ));
+        }
+        _ => {}
     }
     let id = field("MessageId").unwrap_or_default();
     let mut parsed = Parsed {

@@ -27,6 +27,7 @@ use crate::db::opt_outs::add_opt_out;
 use crate::db::schema::messages;
 use crate::domain::MessageStatus;
 use crate::domain::Recipient;
+use crate::domain::opt_out::OptOutSource;
 use crate::messages::events;
 use crate::outbox::{self, OutboxEvent};
 
@@ -82,6 +83,16 @@ pub async fn apply_report(
         changed = transition(conn, message, target, reference, change).await?;
     }
     for report in opt_outs {
+        // A bounce or complaint counts only for a message this provider sent: a report naming
+        // no such message is someone else's (or forged), and must not silence an address.
+        if message.is_none()
+            && matches!(
+                report.source,
+                OptOutSource::Bounce | OptOutSource::Complaint
+            )
+        {
+            continue;
+        }
         let raw = report
             .recipient
             .as_deref()

@@ -2,7 +2,8 @@
 //! (any subdomain of the domains below, so regional endpoints pass), plus hosts the operator
 //! adds with `PROVIDER_EXTRA_HOSTS`. A tenant's `config.base_url` (and FCM's
 //! `service_account.token_uri`) must be an `https://` URL on one of them, so no tenant can point
-//! this service's calls at an internal address.
+//! this service's calls at an internal address. AWS_SNS and AWS_SES providers must also pin
+//! the SNS topic their notifications come from.
 
 use std::collections::HashMap;
 
@@ -73,6 +74,17 @@ impl ProviderHosts {
     ) -> Result<(), String> {
         if let Some(url) = config.get("base_url").and_then(Value::as_str) {
             self.check_url(kind, "config.base_url", url)?;
+        }
+        if matches!(kind, ProviderKind::AwsSns | ProviderKind::AwsSes)
+            && config
+                .get("sns_topic_arn")
+                .and_then(Value::as_str)
+                .is_none_or(|t| !t.starts_with("arn:aws:sns:"))
+        {
+            return Err(format!(
+                "config.sns_topic_arn is required for {kind} outside development: the ARN of \
+                 the topic its notifications come from"
+            ));
         }
         if kind == ProviderKind::Fcm
             && let Some(url) = token_uri(credentials.get("service_account"))

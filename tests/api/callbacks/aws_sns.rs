@@ -410,3 +410,20 @@ async fn a_certificate_that_cannot_be_fetched_is_not_fetched_again_for_every_not
     assert_eq!(fetches, 1, "a failed fetch is remembered");
     assert_eq!(message(&s.app, &s.tenant, &id).await["status"], "SENT");
 }
+
+#[actix_web::test]
+async fn a_bounce_naming_no_message_of_this_provider_adds_no_opt_out() {
+    let s = setup().await;
+    let stranger = "msg_0192f0c1a2b37c4d8e9f00112233aabb";
+    let bounce = json!({ "eventType": "Bounce", "bounce": {
+        "bounceType": "Permanent", "bounceSubType": "General", "timestamp": "2026-01-01T00:00:04.000Z",
+        "bouncedRecipients": [{ "emailAddress": "victim@example.com", "action": "failed",
+            "status": "5.1.1" }] } });
+    let mut forged = notification(stranger, "b-forged", bounce);
+    let mut event: Value = serde_json::from_str(forged["Message"].as_str().unwrap()).unwrap();
+    event["mail"]["messageId"] = json!("not-one-of-ours");
+    forged["Message"] = json!(event.to_string());
+    accepted(post(&s, signed(&s, forged, "2")).await).await;
+    let check = opt_out_of(&s.app, &s.tenant, "victim@example.com", "EMAIL").await;
+    assert_eq!(check["opted_out"], false, "{check}");
+}
