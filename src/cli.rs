@@ -68,6 +68,12 @@ pub enum UserCommand {
         #[arg(long, env = "CPAAS_USER_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Disable a user: no more logins, every session revoked, access tokens refused within a
+    /// minute.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

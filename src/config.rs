@@ -77,6 +77,9 @@ pub struct Settings {
     pub webhook_allow_internal_hosts: bool,
     /// `PROVIDER_EXTRA_HOSTS`: hosts added to a provider kind's own (`KIND=host,…`).
     pub provider_extra_hosts: String,
+    /// `ACCOUNT_CHECK_TTL_MS` (at most a minute): how long a user's active state and password
+    /// change time are cached before an access token of theirs is checked again.
+    pub account_check_ttl: Duration,
     /// `APP_ENV` was not set (the service runs as development and says so at start).
     pub app_env_defaulted: bool,
     pub webhook_timeout: Duration,
@@ -224,6 +227,8 @@ impl Settings {
             webhook_allow_http,
             webhook_allow_internal_hosts,
             app_env_defaulted: get("APP_ENV").is_none(),
+            account_check_ttl: millis(&get, "ACCOUNT_CHECK_TTL_MS", 60_000)?
+                .min(Duration::from_secs(60)),
             provider_extra_hosts: get("PROVIDER_EXTRA_HOSTS").unwrap_or_default(),
             webhook_timeout: millis(&get, "WEBHOOK_TIMEOUT_MS", 10_000)?,
             webhook_backoff_base: millis(&get, "WEBHOOK_BACKOFF_BASE_MS", 15_000)?,

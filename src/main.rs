@@ -79,6 +79,17 @@ fn main() -> anyhow::Result<()> {
                 }
             })
         }
+        Command::User(UserCommand::Disable { email }) => block_on(async move {
+            let pool = cpaas::db::build_pool(&settings)?;
+            let mut conn = pool.get().await?;
+            let Some(id) = cpaas::db::users::disable_user(&mut conn, &email).await? else {
+                anyhow::bail!("no active user has the e-mail {email}");
+            };
+            let revoked =
+                cpaas::auth::sessions::revoke_user_sessions(&mut conn, id, "disabled").await?;
+            println!("disabled {email}; {revoked} sessions revoked");
+            Ok(())
+        }),
         Command::Keys(_) | Command::MockProviders { .. } => Ok(()),
     }
 }

@@ -136,6 +136,9 @@ impl Application {
             pool,
             settings: settings.clone(),
             keys,
+            accounts: Arc::new(crate::auth::accounts::AccountStates::new(
+                settings.account_check_ttl,
+            )),
             cipher,
             tokens,
             rate_limits,

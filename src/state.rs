@@ -21,6 +21,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub settings: Arc<Settings>,
     pub keys: Arc<SigningKeys>,
+    /// Whether access tokens' users are still active and their passwords unchanged.
+    pub accounts: Arc<crate::auth::accounts::AccountStates>,
     pub cipher: CredentialCipher,
     pub tokens: Addr<TokenActor>,
     pub rate_limits: Arc<RateLimits>,

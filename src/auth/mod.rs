@@ -1,6 +1,7 @@
 //! Authentication: signing keys and JWKS, access-token claims, password
 //! hashing, refresh-token families and login throttling.
 
+pub mod accounts;
 pub mod claims;
 pub mod keys;
 pub mod passwords;

@@ -54,6 +54,8 @@ pub enum SessionError {
     Db(#[from] DbError),
     #[error("token signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
 }
 
 impl From<diesel::result::Error> for SessionError {
@@ -353,4 +355,35 @@ async fn revoke_family(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Changes a user's password after checking the current one, and revokes every refresh family
+/// of the user; returns how many were revoked. No connection is held while Argon2 runs.
+pub async fn change_password(
+    deps: &SessionDeps,
+    user_id: Uuid,
+    current: String,
+    new: String,
+) -> Result<usize, SessionError> {
+    let stored = {
+        let mut conn = deps.pool.get().await?;
+        users::find_user(&mut conn, user_id)
+            .await?
+            .filter(|u| u.is_active)
+            .map(|u| u.password_hash)
+    };
+    if !passwords::verify_password(current, stored).await {
+        return Err(SessionError::InvalidCredentials);
+    }
+    let hash = passwords::hash_password(new)
+        .await
+        .map_err(|e| SessionError::Hashing(e.to_string()))?;
+    let mut conn = deps.pool.get().await?;
+    let revoked = conn
+        .transaction::<_, SessionError, _>(async |conn| {
+            users::set_password(conn, user_id, &hash).await?;
+            Ok(revoke_user_sessions(conn, user_id, "password_changed").await?)
+        })
+        .await?;
+    Ok(revoked)
 }

@@ -122,3 +122,47 @@ pub async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> Qu
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
+
+/// Sets a user's password hash; `password_changed_at` moves to now.
+pub async fn set_password(conn: &mut AsyncPgConnection, id: Uuid, hash: &str) -> QueryResult<()> {
+    let now = chrono::Utc::now();
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(hash),
+            users::password_changed_at.eq(now),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Disables the user with this (normalised) e-mail; returns its id when one was active.
+pub async fn disable_user(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<Uuid>> {
+    diesel::update(
+        users::table
+            .filter(users::email.eq(normalize_email(email)))
+            .filter(users::is_active.eq(true)),
+    )
+    .set((
+        users::is_active.eq(false),
+        users::updated_at.eq(chrono::Utc::now()),
+    ))
+    .returning(users::id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Whether a user is active, and when its password last changed; `None` for no such user.
+pub async fn account_state(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(bool, DateTime<Utc>)>> {
+    users::table
+        .find(id)
+        .select((users::is_active, users::password_changed_at))
+        .first(conn)
+        .await
+        .optional()
+}

@@ -103,10 +103,30 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
+    /// Verifies the token, then that its user is still active and has not changed the
+    /// password since it was issued (cached for at most a minute).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let user = authenticate(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let user = user?;
+            let Some(state) = state else {
+                return Ok(user);
+            };
+            if state
+                .accounts
+                .allows(&state.pool, &user.subject, user.claims.iat)
+                .await?
+            {
+                Ok(user)
+            } else {
+                Err(ApiError::unauthorized(
+                    "the access token is no longer valid: its user was disabled or changed the password",
+                ))
+            }
+        })
     }
 }
 

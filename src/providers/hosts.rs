@@ -156,13 +156,11 @@ mod tests {
             |kind, url: &str| hosts.check(kind, &map(json!({ "base_url": url })), &Map::new());
         assert!(check(ProviderKind::Twilio, "https://api.twilio.com").is_ok());
         assert!(check(ProviderKind::Twilio, "https://api.dublin.ie1.twilio.com").is_ok());
-        assert!(
-            check(
-                ProviderKind::AwsSes,
-                "https://email.eu-west-1.amazonaws.com"
-            )
-            .is_ok()
-        );
+        let ses = |config: Value| hosts.check(ProviderKind::AwsSes, &map(config), &Map::new());
+        let topic = "arn:aws:sns:eu-west-1:123456789012:ses-events";
+        let region = "https://email.eu-west-1.amazonaws.com";
+        assert!(ses(json!({ "base_url": region, "sns_topic_arn": topic })).is_ok());
+        assert!(ses(json!({ "base_url": region })).is_err());
         for bad in [
             "http://api.twilio.com",
             "https://127.0.0.1:8080",

@@ -47,6 +47,7 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         routes::auth::refresh,
         routes::auth::logout,
         routes::auth::me,
+        routes::auth::change_password,
         routes::auth::jwks,
         routes::providers::list_providers,
         routes::providers::create_provider,

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth_login;
+mod auth_password;
 mod auth_refresh;
 mod auth_tokens;
 mod bulk;

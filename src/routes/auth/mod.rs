@@ -1,4 +1,4 @@
-//! `/auth/v1`: login, refresh, logout, me and the JWKS.
+//! `/auth/v1`: login, refresh, logout, me, password change and the JWKS.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(refresh)
         .service(logout)
         .service(me)
+        .service(change_password)
         .service(jwks);
 }
 
@@ -65,6 +66,7 @@ impl From<SessionError> for ApiError {
             ),
             SessionError::Db(e) => e.into(),
             SessionError::Signing(e) => ApiError::internal(e),
+            SessionError::Hashing(e) => ApiError::internal(anyhow::anyhow!(e)),
         }
     }
 }
@@ -201,4 +203,83 @@ crate::http::envelope::envelope_schema! {
     TokenPairEnvelope => crate::auth::sessions::TokenPair,
     LogoutEnvelope => LogoutResponse,
     ClaimsEnvelope => crate::auth::Claims,
+}
+
+/// Body of `POST /auth/v1/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 8 bytes to 1 KiB.
+    pub new_password: String,
+}
+
+/// What a password change did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordChanged {
+    pub changed: bool,
+    /// Refresh-token families (sessions) revoked: every one of the user's.
+    pub revoked_sessions: usize,
+}
+
+/// Longest accepted password, in bytes.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Change the caller's password (current and new). Every refresh family of the user is
+/// revoked, and access tokens issued before the change are refused from then on.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "Changed; the user's sessions are revoked", body = crate::routes::auth::PasswordChangedEnvelope),
+        (status = 400, description = "ERR_CPAAS_VALIDATION_FAILED naming the field", body = crate::http::envelope::ErrorEnvelope),
+        (status = 401, description = "ERR_AUTH_INVALID_CREDENTIALS (the current password is wrong) or an invalid token", body = crate::http::envelope::ErrorEnvelope),
+    )
+)]
+#[post("/auth/v1/password")]
+pub async fn change_password(
+    user: AuthUser,
+    state: web::Data<AppState>,
+    body: web::Json<ChangePasswordRequest>,
+) -> ApiResult<ApiResponse<PasswordChanged>> {
+    let body = body.into_inner();
+    let user_id = uuid::Uuid::parse_str(&user.subject).map_err(|_| {
+        ApiError::forbidden("only users of this service change their password here")
+    })?;
+    for (field, value) in [
+        ("current_password", &body.current_password),
+        ("new_password", &body.new_password),
+    ] {
+        if value.len() > MAX_PASSWORD_BYTES {
+            return Err(ApiError::invalid_field(field, "must be at most 1 KiB"));
+        }
+    }
+    if body.new_password.len() < 8 {
+        return Err(ApiError::invalid_field(
+            "new_password",
+            "must be at least 8 characters",
+        ));
+    }
+    let deps = crate::auth::sessions::SessionDeps {
+        pool: state.pool.clone(),
+        keys: state.keys.clone(),
+        settings: state.settings.clone(),
+    };
+    let revoked = crate::auth::sessions::change_password(
+        &deps,
+        user_id,
+        body.current_password,
+        body.new_password,
+    )
+    .await?;
+    state.accounts.forget(user_id);
+    Ok(ApiResponse::ok(PasswordChanged {
+        changed: true,
+        revoked_sessions: revoked,
+    }))
+}
+
+crate::http::envelope::envelope_schema! {
+    PasswordChangedEnvelope => PasswordChanged,
 }
