@@ -77,6 +77,9 @@ pub struct Settings {
     pub webhook_allow_internal_hosts: bool,
     /// `PROVIDER_EXTRA_HOSTS`: hosts added to a provider kind's own (`KIND=host,…`).
     pub provider_extra_hosts: String,
+    /// `TRUSTED_PROXIES`: the proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the
+    /// client address; none by default, so the peer address is the client's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `ACCOUNT_CHECK_TTL_MS` (at most a minute): how long a user's active state and password
     /// change time are cached before an access token of theirs is checked again.
     pub account_check_ttl: Duration,
@@ -227,6 +230,20 @@ impl Settings {
             webhook_allow_http,
             webhook_allow_internal_hosts,
             app_env_defaulted: get("APP_ENV").is_none(),
+            trusted_proxies: get("TRUSTED_PROXIES")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| ConfigError {
+                            name: "TRUSTED_PROXIES",
+                            reason: format!("{p:?} is not an address or CIDR"),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
             account_check_ttl: millis(&get, "ACCOUNT_CHECK_TTL_MS", 60_000)?
                 .min(Duration::from_secs(60)),
             provider_extra_hosts: get("PROVIDER_EXTRA_HOSTS").unwrap_or_default(),

@@ -75,13 +75,13 @@ impl Handler<Login> for TokenActor {
     type Result = ResponseActFuture<Self, Result<TokenPair, SessionError>>;
 
     fn handle(&mut self, msg: Login, _: &mut Self::Context) -> Self::Result {
-        if let Some(retry_after_secs) = msg.client.and_then(|ip| self.addresses.locked_for(ip)) {
+        let client = msg.client.map(crate::auth::throttle::address_key);
+        if let Some(retry_after_secs) = client.and_then(|ip| self.addresses.locked_for(ip)) {
             return Box::pin(fut::ready(Err(SessionError::TooManyAttempts {
                 retry_after_secs,
             })));
         }
         let deps = self.deps.clone();
-        let client = msg.client;
         Box::pin(
             async move { sessions::login(&deps, &msg.email, msg.password, client).await }
                 .into_actor(self)

@@ -39,13 +39,21 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+/// Argon2 runs at most this many at once (each takes 19 MiB and a core for a while); more
+/// logins wait their turn instead of starving the process.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 /// Hashes a password on a blocking thread.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let _turn = HASHING.acquire().await?;
     tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await?
 }
 
 /// Verifies on a blocking thread; with no stored hash, verifies against the decoy and fails.
 pub async fn verify_password(password: String, phc: Option<String>) -> bool {
+    let Ok(_turn) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match phc {
         Some(phc) => verify_password_blocking(&password, &phc),
         None => {

@@ -101,10 +101,10 @@ pub async fn login(
     deps: &SessionDeps,
     email: &str,
     password: String,
-    _client: Option<IpAddr>,
+    client: Option<IpAddr>,
 ) -> LoginOutcome {
     let account = users::normalize_email(email);
-    let result = login_inner(deps, &account, password).await;
+    let result = login_inner(deps, &account, password, client).await;
     let failed_credentials = matches!(result, Err(SessionError::InvalidCredentials));
     LoginOutcome {
         result,
@@ -116,24 +116,36 @@ async fn login_inner(
     deps: &SessionDeps,
     account: &str,
     password: String,
+    client: Option<IpAddr>,
 ) -> Result<TokenPair, SessionError> {
-    let mut conn = deps.pool.get().await?;
-    if let Some(retry_after_secs) = throttle::account_locked_for(&mut conn, account).await? {
-        return Err(SessionError::TooManyAttempts { retry_after_secs });
-    }
-    let user = users::find_user_by_email(&mut conn, account).await?;
+    let policy = deps.account_policy();
+    let pair = throttle::pair_key(account, client);
+    // The attempt is charged before the password is checked, and the connection is given back
+    // before Argon2 runs: a flood of logins holds no connection other requests need.
+    let (user, attempts) = {
+        let mut conn = deps.pool.get().await?;
+        if let Some(retry_after_secs) = throttle::charge(&mut conn, &pair, policy).await? {
+            return Err(SessionError::TooManyAttempts { retry_after_secs });
+        }
+        let attempts = throttle::charge_account(&mut conn, account, policy.window).await?;
+        (
+            users::find_user_by_email(&mut conn, account).await?,
+            attempts,
+        )
+    };
+    tokio::time::sleep(throttle::account_delay(attempts, policy.max_failures)).await;
     let stored = user
         .as_ref()
         .filter(|u| u.is_active)
         .map(|u| u.password_hash.clone());
     if !passwords::verify_password(password, stored).await {
-        throttle::record_account_failure(&mut conn, account, deps.account_policy()).await?;
         return Err(SessionError::InvalidCredentials);
     }
     let Some(user) = user else {
         return Err(SessionError::InvalidCredentials);
     };
-    throttle::clear_account(&mut conn, account).await?;
+    let mut conn = deps.pool.get().await?;
+    throttle::clear(&mut conn, &[&pair, account]).await?;
     let family_id = Uuid::now_v7();
     let pair = conn
         .transaction::<_, SessionError, _>(async |conn| {

@@ -107,7 +107,16 @@ pub async fn login(
 ) -> ApiResult<ApiResponse<TokenPair>> {
     let body = body.into_inner();
     require_non_empty(&[("email", &body.email), ("password", &body.password)])?;
-    let client = req.peer_addr().map(|a| a.ip());
+    if body.email.len() > MAX_EMAIL_BYTES {
+        return Err(ApiError::invalid_field(
+            "email",
+            "must be at most 254 characters",
+        ));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid_field("password", "must be at most 1 KiB"));
+    }
+    let client = crate::http::client_address::client_address(&req, &state.settings.trusted_proxies);
     let pair = state
         .tokens
         .send(Login {
@@ -224,6 +233,8 @@ pub struct PasswordChanged {
 
 /// Longest accepted password, in bytes.
 const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest accepted e-mail address (RFC 5321's path limit).
+const MAX_EMAIL_BYTES: usize = 254;
 
 /// Change the caller's password (current and new). Every refresh family of the user is
 /// revoked, and access tokens issued before the change are refused from then on.
