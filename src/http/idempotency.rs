@@ -84,6 +84,25 @@ pub async fn fingerprint_requests(
 #[derive(Clone, Debug)]
 pub struct Idempotency {
     key: Option<KeyedRequest>,
+    /// Seals stored answers that carry a secret.
+    cipher: Option<crate::crypto::CredentialCipher>,
+}
+
+/// What a sealed stored answer starts with (a JSON envelope never starts with a NUL byte).
+const SEALED_MARKER: &[u8] = b"\0sealed:v1\0";
+
+/// The associated data of a sealed answer: its scope and key, so a sealed body copied under
+/// another key does not open.
+fn sealing_aad(scope: Uuid, key: &str) -> Vec<u8> {
+    format!("idempotency:{scope}:{key}").into_bytes()
+}
+
+impl Idempotency {
+    fn cipher(&self) -> ApiResult<&crate::crypto::CredentialCipher> {
+        self.cipher
+            .as_ref()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no cipher to seal the answer")))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -128,7 +147,10 @@ impl actix_web::Responder for Reply {
 
 fn parse(req: &HttpRequest) -> ApiResult<Idempotency> {
     let Some(value) = req.headers().get(HEADER) else {
-        return Ok(Idempotency { key: None });
+        return Ok(Idempotency {
+            key: None,
+            cipher: None,
+        });
     };
     let key = value
         .to_str()
@@ -153,6 +175,9 @@ fn parse(req: &HttpRequest) -> ApiResult<Idempotency> {
             path: req.path().to_owned(),
             fingerprint,
         }),
+        cipher: req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map(|s| s.cipher.clone()),
     })
 }
 
@@ -170,6 +195,7 @@ pub struct Answer<T> {
     status: StatusCode,
     data: T,
     headers: Vec<(&'static str, String)>,
+    sealed: bool,
 }
 
 impl<T> Answer<T> {
@@ -178,7 +204,15 @@ impl<T> Answer<T> {
             status,
             data,
             headers: Vec::new(),
+            sealed: false,
         }
+    }
+
+    /// Marks an answer that carries a secret (a webhook's signing secret): its stored copy
+    /// under the key is sealed with the credential cipher, as the secret itself is.
+    pub fn sealed(mut self) -> Self {
+        self.sealed = true;
+        self
     }
 
     /// 200.
@@ -225,9 +259,7 @@ impl Idempotency {
                 return Ok(replay);
             }
             let answer = work(conn).await?;
-            let reply = self
-                .finish(conn, scope, meta, answer.status, &answer.data, None)
-                .await?;
+            let reply = self.finish(conn, scope, meta, &answer).await?;
             Ok(reply.with_headers(&answer.headers))
         })
         .await
@@ -283,9 +315,16 @@ impl Idempotency {
             Some(s)
                 if s.method == k.method && s.path == k.path && s.fingerprint == k.fingerprint =>
             {
+                let body = match s.response_body.strip_prefix(SEALED_MARKER) {
+                    Some(sealed) => self
+                        .cipher()?
+                        .open(sealed, &sealing_aad(scope, &k.key))
+                        .map_err(ApiError::internal)?,
+                    None => s.response_body,
+                };
                 Ok(Some(Reply {
                     status: StatusCode::from_u16(s.status_code as u16).unwrap_or(StatusCode::OK),
-                    body: s.response_body,
+                    body,
                     replayed: true,
                     headers: Vec::new(),
                 }))
@@ -298,18 +337,26 @@ impl Idempotency {
     }
 
     /// Call last, inside the transaction: renders the envelope and, for a keyed request,
-    /// stores it under the key.
+    /// stores it under the key (sealed when the answer says so).
     async fn finish<T: Serialize>(
         &self,
         conn: &mut AsyncPgConnection,
         scope: Uuid,
         meta: &Meta,
-        status: StatusCode,
-        data: &T,
-        page: Option<Page>,
+        answer: &Answer<T>,
     ) -> ApiResult<Reply> {
-        let body = render_envelope(data, page, meta).map_err(ApiError::internal)?;
+        let status = answer.status;
+        let body = render_envelope(&answer.data, None::<Page>, meta).map_err(ApiError::internal)?;
         if let Some(k) = &self.key {
+            let stored = if answer.sealed {
+                let sealed = self
+                    .cipher()?
+                    .seal(&body, &sealing_aad(scope, &k.key))
+                    .map_err(ApiError::internal)?;
+                [SEALED_MARKER, sealed.as_slice()].concat()
+            } else {
+                body.clone()
+            };
             let answer = idempotency_keys::NewAnswer {
                 tenant_id: scope,
                 key: &k.key,
@@ -317,7 +364,7 @@ impl Idempotency {
                 path: &k.path,
                 fingerprint: &k.fingerprint,
                 status_code: i32::from(status.as_u16()),
-                response_body: &body,
+                response_body: &stored,
                 expires_at: Utc::now() + Duration::hours(RETENTION_HOURS),
             };
             idempotency_keys::store(conn, &answer).await?;

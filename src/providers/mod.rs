@@ -131,13 +131,26 @@ impl From<SendOutcome> for CallError {
     }
 }
 
-/// A provider's settings, opened for use.
-#[derive(Clone, Debug)]
+/// A provider's settings, opened for use. Its `Debug` shows which credentials are set, never
+/// their values.
+#[derive(Clone)]
 pub struct ProviderSettings {
     pub provider_id: Uuid,
     pub kind: ProviderKind,
     pub config: Map<String, Value>,
     pub credentials: Map<String, Value>,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let credentials: Vec<&str> = self.credentials.keys().map(String::as_str).collect();
+        f.debug_struct("ProviderSettings")
+            .field("provider_id", &self.provider_id)
+            .field("kind", &self.kind)
+            .field("config", &self.config)
+            .field("credentials", &format_args!("{credentials:?} (redacted)"))
+            .finish()
+    }
 }
 
 impl ProviderSettings {

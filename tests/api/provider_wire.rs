@@ -232,3 +232,20 @@ async fn a_reply_body_is_read_up_to_the_cap_and_the_rest_dropped() {
             .unwrap();
     assert_eq!(body.len(), cpaas::providers::http::MAX_REPLY_BYTES);
 }
+
+#[test]
+fn provider_settings_print_their_credentials_redacted() {
+    let shown = format!(
+        "{:?}",
+        settings(
+            ProviderKind::Twilio,
+            json!({"from": "+15005550006"}),
+            json!({"account_sid": "AC123", "auth_token": "s3cr3t-t0ken"}),
+        )
+    );
+    assert!(shown.contains("auth_token"), "{shown}");
+    assert!(
+        !shown.contains("s3cr3t-t0ken") && !shown.contains("AC123"),
+        "{shown}"
+    );
+}

@@ -428,3 +428,54 @@ fn the_development_switches_are_refused_in_production() {
     assert!(dev.webhook_allow_http && !dev.webhook_allow_internal_hosts);
     assert!(dev.app_env_defaulted);
 }
+
+#[actix_web::test]
+async fn a_stored_idempotent_answer_with_a_webhook_secret_is_sealed_and_replays_whole() {
+    use diesel::QueryableByName;
+    use diesel_async::RunQueryDsl;
+    let app = crate::helpers::spawn_app().await;
+    let t = crate::helpers::token(crate::helpers::DEV_TENANT, &["developer"], "professional");
+    let create = || {
+        app.client
+            .post(app.url("/cpaas/v1/webhooks"))
+            .bearer_auth(&t)
+            .header("idempotency-key", "create-hook-1")
+            .json(&serde_json::json!({ "url": "https://hooks.example.com/x", "events": ["*"] }))
+            .send()
+    };
+    let first = create().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = first.bytes().await.unwrap();
+    let secret = serde_json::from_slice::<serde_json::Value>(&first).unwrap()["data"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        response_body: Vec<u8>,
+    }
+    let mut conn = app.pool.get().await.unwrap();
+    let stored: Stored =
+        diesel::sql_query("SELECT response_body FROM idempotency_keys WHERE key = 'create-hook-1'")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    let text = String::from_utf8_lossy(&stored.response_body);
+    assert!(
+        !text.contains(&secret),
+        "the stored answer shows the secret"
+    );
+    assert!(!text.contains("whsec_"));
+
+    let replay = create().await.unwrap();
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        replay.bytes().await.unwrap(),
+        first,
+        "replayed byte for byte"
+    );
+}

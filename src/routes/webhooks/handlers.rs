@@ -143,7 +143,7 @@ pub async fn create_webhook(
                 webhook: WebhookView::from_row(row),
                 secret,
             };
-            Ok(Answer::created(view))
+            Ok(Answer::created(view).sealed())
         })
         .await
 }
@@ -311,7 +311,7 @@ pub async fn rotate_webhook_secret(
                 webhook: WebhookView::from_row(row),
                 secret,
             };
-            Ok(Answer::ok(view))
+            Ok(Answer::ok(view).sealed())
         })
         .await
 }
