@@ -51,6 +51,12 @@ pub struct Settings {
     pub login_lockout: Duration,
     pub login_max_failures_per_ip: u32,
     pub nats_url: Option<String>,
+    /// `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`, or `NATS_CREDS_FILE` (a JWT and NKey
+    /// `.creds` file): how the service authenticates to NATS; none by default.
+    pub nats_user: Option<String>,
+    pub nats_password: Option<SecretString>,
+    pub nats_token: Option<SecretString>,
+    pub nats_creds_file: Option<PathBuf>,
     pub nats_stream: String,
     pub nats_subject_prefix: String,
     pub outbox_batch_size: i64,
@@ -204,6 +210,10 @@ impl Settings {
             login_lockout: secs(&get, "LOGIN_LOCKOUT_SECS", 900)?,
             login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", 50)?,
             nats_url: get("NATS_URL"),
+            nats_user: get("NATS_USER"),
+            nats_password: get("NATS_PASSWORD").map(SecretString::from),
+            nats_token: get("NATS_TOKEN").map(SecretString::from),
+            nats_creds_file: get("NATS_CREDS_FILE").map(PathBuf::from),
             nats_stream: get("NATS_STREAM").unwrap_or_else(|| "CPAAS_EVENTS".into()),
             nats_subject_prefix: get("NATS_SUBJECT_PREFIX").unwrap_or_default(),
             outbox_batch_size: parse(&get, "OUTBOX_BATCH_SIZE", 500)?,

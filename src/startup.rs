@@ -68,7 +68,13 @@ impl Application {
         .start();
         let bus = Arc::new(match &settings.nats_url {
             Some(url) => {
-                EventBus::connect(url, &settings.nats_stream, &settings.nats_subject_prefix).await?
+                EventBus::connect(
+                    url,
+                    &settings.nats_stream,
+                    &settings.nats_subject_prefix,
+                    &nats_auth(&settings)?,
+                )
+                .await?
             }
             None => EventBus::Log,
         });
@@ -189,6 +195,31 @@ fn provider_registry(
         .map_err(|e| anyhow::anyhow!("PROVIDER_EXTRA_HOSTS: {e}"))?;
     http = http.dns_resolver(Arc::new(crate::providers::resolver::PublicOnlyResolver));
     Ok(ProviderRegistry::new(cipher.clone(), http.build()?).with_hosts(hosts))
+}
+
+/// The NATS credentials the settings name: a user and password, a token or a creds file.
+fn nats_auth(settings: &Settings) -> anyhow::Result<crate::outbox::bus::NatsAuth> {
+    use crate::outbox::bus::NatsAuth;
+    Ok(
+        match (
+            &settings.nats_user,
+            &settings.nats_password,
+            &settings.nats_token,
+            &settings.nats_creds_file,
+        ) {
+            (None, None, None, None) => NatsAuth::None,
+            (Some(user), Some(password), None, None) => NatsAuth::UserPassword {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (None, None, Some(token), None) => NatsAuth::Token(token.clone()),
+            (None, None, None, Some(path)) => NatsAuth::CredsFile(path.clone()),
+            _ => anyhow::bail!(
+                "NATS credentials: give NATS_USER with NATS_PASSWORD, or NATS_TOKEN, or \
+                 NATS_CREDS_FILE, and only one of them"
+            ),
+        },
+    )
 }
 
 /// Every in-process handler of outbox events: delivery of accepted messages, and the fan-out

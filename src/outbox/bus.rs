@@ -12,6 +12,37 @@ use serde_json::Value;
 /// Every subject the stream holds (after the configured prefix).
 pub const STREAM_SUBJECTS: &[&str] = &["eventzr.cpaas.>", "eventzr.notify.>"];
 
+/// How the service authenticates to NATS.
+#[derive(Clone, Debug, Default)]
+pub enum NatsAuth {
+    #[default]
+    None,
+    UserPassword {
+        user: String,
+        password: secrecy::SecretString,
+    },
+    Token(secrecy::SecretString),
+    /// A decentralised-auth `.creds` file (user JWT and NKey seed).
+    CredsFile(std::path::PathBuf),
+}
+
+impl NatsAuth {
+    async fn options(&self) -> anyhow::Result<async_nats::ConnectOptions> {
+        use secrecy::ExposeSecret;
+        Ok(match self {
+            NatsAuth::None => async_nats::ConnectOptions::new(),
+            NatsAuth::UserPassword { user, password } => async_nats::ConnectOptions::new()
+                .user_and_password(user.clone(), password.expose_secret().to_owned()),
+            NatsAuth::Token(token) => {
+                async_nats::ConnectOptions::new().token(token.expose_secret().to_owned())
+            }
+            NatsAuth::CredsFile(path) => async_nats::ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|e| anyhow::anyhow!("NATS_CREDS_FILE {}: {e}", path.display()))?,
+        })
+    }
+}
+
 /// One event to publish.
 pub struct Publication<'a> {
     pub event_id: &'a str,
@@ -46,14 +77,22 @@ impl EventBus {
     /// start does not stop the process: the bus is returned at once (readiness reports it
     /// degraded, publications fail and wait in the outbox), and the stream is created in the
     /// background as soon as the server answers.
-    pub async fn connect(url: &str, stream: &str, prefix: &str) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        stream: &str,
+        prefix: &str,
+        auth: &NatsAuth,
+    ) -> anyhow::Result<Self> {
         let url = url.to_owned();
+        let auth = auth.clone();
         let stream_name = stream.to_owned();
         let prefix = prefix.to_owned();
         let handle = crate::db::connection_runtime()?;
         handle
             .spawn(async move {
-                let client = async_nats::ConnectOptions::new()
+                let client = auth
+                    .options()
+                    .await?
                     .retry_on_initial_connect()
                     .connection_timeout(Duration::from_secs(3))
                     .name("cpaas-orchestrator")

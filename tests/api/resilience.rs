@@ -300,3 +300,56 @@ async fn a_service_started_before_its_bus_serves_degraded_then_creates_the_strea
     assert_eq!(on_stream.info().await.unwrap().state.messages, 2);
     std::fs::remove_dir_all(&store).ok();
 }
+
+#[actix_web::test]
+async fn the_service_authenticates_to_a_nats_server_that_requires_a_password() {
+    let port = free_port();
+    let store = std::env::temp_dir().join(format!("cpaas-auth-nats-{port}"));
+    let _server = Killed(
+        Command::new(nats_server_binary())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .args(["--user", "cpaas", "--pass", "s3cret-pass"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server"),
+    );
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seeded = spawn_app().await;
+    let url = format!("nats://127.0.0.1:{port}");
+    let bus_of = |password: Option<&'static str>| {
+        let url = url.clone();
+        let db = seeded.db_name.clone();
+        let db_url = seeded.database_url.clone();
+        async move {
+            let app = spawn_on(&db, &db_url, move |env| {
+                env.insert("NATS_URL".into(), url);
+                env.insert("NATS_STREAM".into(), format!("AUTH_{port}"));
+                if let Some(p) = password {
+                    env.insert("NATS_USER".into(), "cpaas".into());
+                    env.insert("NATS_PASSWORD".into(), p.into());
+                }
+            })
+            .await;
+            let (_, ready) = json(
+                app.client
+                    .get(app.url("/cpaas/v1/_internal/readyz"))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            app.stop().await;
+            ready["data"]["bus"].clone()
+        }
+    };
+    assert_eq!(bus_of(Some("s3cret-pass")).await, "ok");
+    assert_eq!(bus_of(None).await, "unavailable", "without credentials");
+    std::fs::remove_dir_all(&store).ok();
+}
