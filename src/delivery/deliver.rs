@@ -54,11 +54,6 @@ impl Delivery {
         }
     }
 
-    /// The provider clients delivery uses (shared with callbacks and jobs).
-    pub fn registry(&self) -> &ProviderRegistry {
-        &self.registry
-    }
-
     /// The retry and circuit settings.
     pub fn policy(&self) -> &DeliveryPolicy {
         &self.policy

@@ -5,10 +5,9 @@
 //! `sbx_<uuid>` at a cost of 0. `delivery_delay_ms` after acceptance the sandbox reports the
 //! message DELIVERED, or UNDELIVERED with probability `undelivered_rate` and code
 //! `undelivered_code` (default `SANDBOX_UNDELIVERED`): [`report`] decides, and
-//! `callbacks::sandbox` applies it through the callback status path.
+//! `callbacks::sandbox` applies it through the callback status path (the delay is compared in
+//! the query that finds due reports, `db::messages::due_sandbox_reports`).
 //! Echo field: none is needed, the id is ours. A probe always succeeds.
-
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -48,18 +47,6 @@ impl SandboxClient {
 }
 
 const DEFAULT_UNDELIVERED_CODE: &str = "SANDBOX_UNDELIVERED";
-
-/// How long after acceptance a sandbox message is reported delivered (`delivery_delay_ms`,
-/// default 0).
-pub fn delivery_delay(settings: &ProviderSettings) -> Duration {
-    Duration::from_millis(
-        settings
-            .config
-            .get("delivery_delay_ms")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    )
-}
 
 /// The sandbox's delivery report of one accepted message: `None` for delivered, else the
 /// undelivered error code (with probability `undelivered_rate`).
