@@ -70,32 +70,39 @@ pub async fn find_live(
         .optional()
 }
 
+/// The row an answer is stored as; the same values replace an expired row under the key.
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = idempotency_keys)]
+struct AnswerRow<'a> {
+    tenant_id: Uuid,
+    key: &'a str,
+    method: &'a str,
+    path: &'a str,
+    fingerprint: &'a [u8],
+    status_code: i32,
+    response_body: &'a [u8],
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
 /// Stores an answer, replacing an expired one under the same key.
 pub async fn store(conn: &mut AsyncPgConnection, answer: &NewAnswer<'_>) -> QueryResult<()> {
-    let now = Utc::now();
+    let row = AnswerRow {
+        tenant_id: answer.tenant_id,
+        key: answer.key,
+        method: answer.method,
+        path: answer.path,
+        fingerprint: answer.fingerprint,
+        status_code: answer.status_code,
+        response_body: answer.response_body,
+        created_at: Utc::now(),
+        expires_at: answer.expires_at,
+    };
     diesel::insert_into(idempotency_keys::table)
-        .values((
-            idempotency_keys::tenant_id.eq(answer.tenant_id),
-            idempotency_keys::key.eq(answer.key),
-            idempotency_keys::method.eq(answer.method),
-            idempotency_keys::path.eq(answer.path),
-            idempotency_keys::fingerprint.eq(answer.fingerprint),
-            idempotency_keys::status_code.eq(answer.status_code),
-            idempotency_keys::response_body.eq(answer.response_body),
-            idempotency_keys::created_at.eq(now),
-            idempotency_keys::expires_at.eq(answer.expires_at),
-        ))
+        .values(&row)
         .on_conflict((idempotency_keys::tenant_id, idempotency_keys::key))
         .do_update()
-        .set((
-            idempotency_keys::method.eq(answer.method),
-            idempotency_keys::path.eq(answer.path),
-            idempotency_keys::fingerprint.eq(answer.fingerprint),
-            idempotency_keys::status_code.eq(answer.status_code),
-            idempotency_keys::response_body.eq(answer.response_body),
-            idempotency_keys::created_at.eq(now),
-            idempotency_keys::expires_at.eq(answer.expires_at),
-        ))
+        .set(&row)
         .cached()
         .execute(conn)
         .await?;

@@ -23,6 +23,15 @@ async fn provider(app: &TestApp, admin: &str, body: Value) -> String {
     created["data"]["id"].as_str().unwrap().to_owned()
 }
 
+async fn mock_get(mock: &str, path: &str) -> Value {
+    reqwest::get(format!("{mock}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn message(app: &TestApp, t: &str, id: &str) -> Value {
     json(app.get(&format!("/cpaas/v1/messages/{id}"), t).await)
         .await
@@ -90,15 +99,7 @@ async fn voice_sns_and_fcm_sends_go_out_on_their_wire_formats_and_usage_sums_the
         assert!(m["provider_message_id"].is_string(), "{m}");
     }
 
-    let http = reqwest::Client::new();
-    let requests: Value = http
-        .get(format!("{mock}/_mock/requests"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let requests = mock_get(&mock, "/_mock/requests").await;
     let paths: Vec<String> = requests["requests"]
         .as_array()
         .unwrap()
@@ -124,14 +125,7 @@ async fn voice_sns_and_fcm_sends_go_out_on_their_wire_formats_and_usage_sums_the
             .any(|p| p.starts_with("fcm ") && p.contains("/projects/acme-push/messages:send")),
         "{paths:?}"
     );
-    let stats: Value = http
-        .get(format!("{mock}/_mock/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = mock_get(&mock, "/_mock/stats").await;
     for kind in ["twilio", "aws_sns", "fcm", "fcm_token"] {
         assert_eq!(stats["kinds"][kind]["requests"], 1, "{kind}: {stats}");
     }

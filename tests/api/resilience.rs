@@ -225,19 +225,7 @@ async fn a_service_started_before_its_bus_serves_degraded_then_creates_the_strea
         env.insert("OUTBOX_BACKOFF_CAP_SECS".into(), "1".into());
     })
     .await;
-    let readyz = || async {
-        json(
-            app.client
-                .get(app.url("/cpaas/v1/_internal/readyz"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-        .1["data"]
-            .clone()
-    };
-    let ready = readyz().await;
+    let ready = app.readyz().await;
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert_eq!(ready["bus"], "unavailable", "{ready}");
     let res = app
@@ -265,7 +253,7 @@ async fn a_service_started_before_its_bus_serves_degraded_then_creates_the_strea
     );
     let mut ready = Value::Null;
     for _ in 0..100 {
-        ready = readyz().await;
+        ready = app.readyz().await;
         if ready["bus"] == "ok" {
             break;
         }
@@ -337,16 +325,9 @@ async fn the_service_authenticates_to_a_nats_server_that_requires_a_password() {
                 }
             })
             .await;
-            let (_, ready) = json(
-                app.client
-                    .get(app.url("/cpaas/v1/_internal/readyz"))
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
+            let bus = app.readyz().await["bus"].clone();
             app.stop().await;
-            ready["data"]["bus"].clone()
+            bus
         }
     };
     assert_eq!(bus_of(Some("s3cret-pass")).await, "ok");

@@ -24,6 +24,22 @@ fn invalid_config(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidProviderConfig, message)
 }
 
+/// The kind's own checks of its settings, then (outside development) the hosts its URLs may
+/// name.
+fn check_settings(
+    state: &AppState,
+    kind: ProviderKind,
+    config: &Map<String, Value>,
+    credentials: &Map<String, Value>,
+) -> ApiResult<()> {
+    kind.validate(config, credentials).map_err(invalid_config)?;
+    state
+        .jobs
+        .registry
+        .check_urls(kind, config, credentials)
+        .map_err(invalid_config)
+}
+
 fn parse_kind(kind: &str) -> ApiResult<ProviderKind> {
     kind.parse().map_err(|e: String| {
         let known: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -195,13 +211,7 @@ pub async fn create_provider(
     let priority = check_priority(body.priority.unwrap_or(100))?;
     let config = body.config.unwrap_or_default();
     let credentials = body.credentials.unwrap_or_default();
-    kind.validate(&config, &credentials)
-        .map_err(invalid_config)?;
-    state
-        .jobs
-        .registry
-        .check_urls(kind, &config, &credentials)
-        .map_err(invalid_config)?;
+    check_settings(&state, kind, &config, &credentials)?;
 
     let id = ProviderId::generate();
     let new = NewProvider {
@@ -322,13 +332,7 @@ pub async fn update_provider(
                     credentials.insert(key, value);
                 }
             }
-            kind.validate(&config, &credentials)
-                .map_err(invalid_config)?;
-            state
-                .jobs
-                .registry
-                .check_urls(kind, &config, &credentials)
-                .map_err(invalid_config)?;
+            check_settings(&state, kind, &config, &credentials)?;
             if let Some(name) = &name
                 && *name != current.name
                 && db::name_taken(conn, tenant_id, name).await?

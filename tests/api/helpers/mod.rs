@@ -236,6 +236,17 @@ impl TestApp {
         self.request(Method::DELETE, path, Some(token), None).await
     }
 
+    /// The `data` of `GET /cpaas/v1/_internal/readyz`, whatever its status.
+    pub async fn readyz(&self) -> Value {
+        let res = self
+            .client
+            .get(self.url("/cpaas/v1/_internal/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        json(res).await.1["data"].clone()
+    }
+
     /// Logs in and returns the `data` of the answer.
     pub async fn login(&self, email: &str, password: &str) -> Response {
         self.client
