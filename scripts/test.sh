@@ -4,8 +4,9 @@
 #   bash scripts/test.sh [extra cargo test args]
 #
 # On a Debian 12 machine it installs and starts the local servers when they
-# are missing, prepares a migrated template database and then runs
-# `cargo test --all-targets`. Point TEST_DATABASE_URL / TEST_NATS_URL at other
+# are missing, prepares a migrated template database, runs
+# `cargo test --all-targets`, then sends generated requests to every operation
+# of the OpenAPI document (scripts/api-fuzz.sh). Point TEST_DATABASE_URL / TEST_NATS_URL at other
 # servers to skip the local service management.
 set -euo pipefail
 
@@ -61,4 +62,6 @@ DATABASE_URL=$(with_database "$TEST_DATABASE_URL" "$TEST_TEMPLATE_DB") \
   "${CARGO_TARGET_DIR:-target}/debug/cpaas" migrate
 
 step "cargo test --all-targets $*"
-exec cargo test --all-targets "$@"
+cargo test --all-targets "$@"
+
+CPAAS_BIN="${CARGO_TARGET_DIR:-target}/debug/cpaas" bash scripts/api-fuzz.sh

@@ -31,6 +31,10 @@ use crate::http::envelope::{Meta, Page, render_envelope};
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
+/// The longest key taken.
+pub const KEY_MAX_LEN: usize = 255;
+/// What a key is made of: visible ASCII characters (as a JSON Schema pattern).
+pub const KEY_PATTERN: &str = "^[!-~]+$";
 /// How long keys are kept.
 pub const RETENTION_HOURS: i64 = 24;
 /// The scope of keys sent to internal endpoints (no tenant).
@@ -156,11 +160,13 @@ fn parse(req: &HttpRequest) -> ApiResult<Idempotency> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.chars().all(|c| c.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty() && k.len() <= KEY_MAX_LEN && k.chars().all(|c| c.is_ascii_graphic())
+        })
         .ok_or_else(|| {
             ApiError::invalid_field(
                 "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
+                format!("must be 1 to {KEY_MAX_LEN} visible ASCII characters"),
             )
         })?;
     let fingerprint = req

@@ -27,15 +27,19 @@ pub struct PageRequest {
 }
 
 const CURSOR_VERSION: u8 = 1;
+/// The page size when `limit` is not given.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// The largest `limit` a list takes (the smallest is 1).
+pub const MAX_LIMIT: i64 = 100;
 
 impl PageParams {
     /// Checks the limit and decodes the cursor.
     pub fn parse(&self) -> ApiResult<PageRequest> {
-        let limit = self.limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid_field(
                 "limit",
-                "must be between 1 and 100",
+                format!("must be between 1 and {MAX_LIMIT}"),
             ));
         }
         let before = match self.cursor.as_deref().filter(|c| !c.is_empty()) {

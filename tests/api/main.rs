@@ -22,6 +22,7 @@ mod internal_key;
 mod messages;
 mod metrics;
 mod mock_providers;
+mod openapi;
 mod opt_outs;
 mod outbox;
 mod platform_events;

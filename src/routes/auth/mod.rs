@@ -198,7 +198,7 @@ pub async fn me(user: AuthUser) -> ApiResult<ApiResponse<Claims>> {
 /// The public keys that verify access tokens (a JWK set; not enveloped, as JWKS clients expect).
 #[utoipa::path(
     tag = "auth",
-    responses((status = 200, description = "JWK set", body = Object))
+    responses((status = 200, description = "JWK set", body = Object, content_type = "application/jwk-set+json"))
 )]
 #[get("/auth/v1/.well-known/jwks.json")]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {

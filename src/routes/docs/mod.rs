@@ -1,14 +1,18 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations, and the Scalar
 //! playground, both served from the binary (no network).
 
+mod conventions;
+
 use std::sync::OnceLock;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::envelope::{ErrorEnvelope, Meta, Page};
 use crate::routes;
+use crate::state::AppState;
 
 struct Security;
 
@@ -93,6 +97,7 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         routes::callbacks::verify_meta_subscription,
         routes::docs::openapi_json,
         routes::docs::docs_page,
+        routes::docs::docs_script,
     ),
     components(schemas(ErrorEnvelope, crate::error::ErrorBody, Meta, Page)),
     modifiers(&Security),
@@ -153,14 +158,22 @@ pub fn methods_for_path(path: &str) -> Vec<String> {
     allowed
 }
 
-/// The document, rendered once.
-pub fn document_json() -> &'static str {
-    static DOC: OnceLock<String> = OnceLock::new();
+/// The document with the answers every operation shares, built once.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_else(|_| "{}".to_owned())
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+        conventions::apply(&mut doc);
+        doc
     })
+}
+
+/// The document as served: its one server is `PUBLIC_BASE_URL`, or else the origin the request
+/// reached, so that the playground's snippets are absolute.
+fn served_document(base_url: &str) -> Value {
+    let mut doc = document().clone();
+    doc["servers"] = json!([{ "url": base_url }]);
+    doc
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -169,16 +182,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(docs_script);
 }
 
-const INDEX_HTML: &str = include_str!("../../assets/scalar/index.html");
-const SCALAR_JS: &[u8] = include_bytes!("../../assets/scalar/standalone.js");
+const INDEX_HTML: &str = include_str!("../../../assets/scalar/index.html");
+const SCALAR_JS: &[u8] = include_bytes!("../../../assets/scalar/standalone.js");
 
 /// The OpenAPI 3.1 description of this API.
 #[utoipa::path(tag = "docs", responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
 #[get("/cpaas/v1/openapi.json")]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(document_json())
+pub async fn openapi_json(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let base_url = match &state.settings.public_base_url {
+        Some(url) => url.clone(),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
+    HttpResponse::Ok().json(served_document(&base_url))
 }
 
 /// The Scalar API playground.
@@ -191,6 +209,7 @@ pub async fn docs_page() -> HttpResponse {
 }
 
 /// The Scalar bundle the playground loads.
+#[utoipa::path(tag = "docs", responses((status = 200, description = "The playground's script", content_type = "application/javascript")))]
 #[get("/cpaas/v1/docs/standalone.js")]
 pub async fn docs_script() -> HttpResponse {
     HttpResponse::Ok()
