@@ -69,6 +69,17 @@ pub struct Settings {
     pub delivery_max_attempts_per_provider: i32,
     pub delivery_retry_base: Duration,
     pub delivery_retry_cap: Duration,
+    /// `DELIVERY_RECORD_DEADLINE_SECS`: how long the outcomes of provider calls are retried
+    /// when the database does not take them (then logged, with the provider ids).
+    pub delivery_record_deadline: Duration,
+    /// `JOB_BATCH_SIZE`: messages one delivering job (dispatch-scheduled, retry-due) takes
+    /// per batch.
+    pub job_batch_size: i64,
+    /// `JOB_CONCURRENCY`: provider calls (or probes) one job makes at once.
+    pub job_concurrency: usize,
+    /// `SHUTDOWN_DEADLINE_SECS`: on SIGTERM, how long in-flight provider calls and webhook
+    /// deliveries have to finish and be recorded.
+    pub shutdown_deadline: Duration,
     pub circuit_failure_threshold: i32,
     pub circuit_cooldown: Duration,
     pub provider_timeout: Duration,
@@ -230,6 +241,10 @@ impl Settings {
             )?,
             delivery_retry_base: millis(&get, "DELIVERY_RETRY_BASE_MS", 2000)?,
             delivery_retry_cap: secs(&get, "DELIVERY_RETRY_CAP_SECS", 600)?,
+            delivery_record_deadline: secs(&get, "DELIVERY_RECORD_DEADLINE_SECS", 60)?,
+            job_batch_size: parse::<i64>(&get, "JOB_BATCH_SIZE", 100)?.clamp(1, 1000),
+            job_concurrency: parse::<usize>(&get, "JOB_CONCURRENCY", 8)?.clamp(1, 256),
+            shutdown_deadline: secs(&get, "SHUTDOWN_DEADLINE_SECS", 20)?,
             circuit_failure_threshold: parse(&get, "CIRCUIT_FAILURE_THRESHOLD", 5)?,
             circuit_cooldown: secs(&get, "CIRCUIT_COOLDOWN_SECS", 30)?,
             provider_timeout: millis(&get, "PROVIDER_TIMEOUT_MS", 10_000)?,

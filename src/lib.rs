@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod lifecycle;
 pub mod messages;
 pub mod metrics;
 pub mod mock_providers;

@@ -120,12 +120,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         let app = Application::build(settings.clone()).await?;
         tracing::info!(addr = %settings.listen_addr, port = app.port(), "listening");
-        let outbox = app.state().outbox.clone();
+        let state = app.state().clone();
         app.run_until_stopped().await?;
-        match outbox.release().await {
-            Ok(n) => tracing::info!(released = n, "outbox claims released"),
-            Err(e) => tracing::warn!(error = %e, "could not release outbox claims"),
-        }
+        cpaas::startup::shutdown(&state).await;
         tracing::info!("stopped");
         Ok(())
     })

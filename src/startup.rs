@@ -23,6 +23,7 @@ use crate::delivery::{Delivery, DeliveryHandler, DeliveryPolicy};
 use crate::http::envelope::{self, JSON_LIMIT_BYTES};
 use crate::http::span::RequestSpan;
 use crate::jobs::Jobs;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::outbox::{EventBus, EventHandler, Outbox, OutboxPolicy};
 use crate::providers::registry::ProviderRegistry;
@@ -79,6 +80,7 @@ impl Application {
             None => EventBus::Log,
         });
         let metrics = Arc::new(Metrics::new()?);
+        let lifecycle = Arc::new(Lifecycle::default());
         // One registry of provider clients, so per-client state (FCM's OAuth token) is shared
         // by delivery, callbacks and jobs.
         let registry = Arc::new(provider_registry(&settings, &cipher)?);
@@ -97,7 +99,8 @@ impl Application {
                 in_process_handlers(&delivery, &pool),
                 OutboxPolicy::from_settings(&settings),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_lifecycle(lifecycle.clone()),
         );
         if settings.outbox_enabled {
             let actor = OutboxActor::new(
@@ -122,6 +125,7 @@ impl Application {
             webhooks,
             registry,
             metrics: metrics.clone(),
+            lifecycle,
         });
         if settings.scheduler_enabled {
             let scheduler = SchedulerActor::new(jobs.clone(), crate::jobs::schedule(&settings));
@@ -263,4 +267,38 @@ fn serve(
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// Stops this process's work after its HTTP server stopped: no drain claims and no job starts
+/// any more; the provider calls and webhook deliveries in flight get `SHUTDOWN_DEADLINE_SECS`
+/// to finish and be recorded; then the outbox and webhook leases still held are released so
+/// another replica takes them at once. True when everything in flight finished in time.
+pub async fn shutdown(state: &AppState) -> bool {
+    let lifecycle = &state.jobs.lifecycle;
+    lifecycle.stop();
+    let running = lifecycle.active();
+    let deadline = state.settings.shutdown_deadline;
+    tracing::info!(
+        running,
+        ?deadline,
+        "stopping: no new work; waiting for the work in flight"
+    );
+    let finished = lifecycle.drained(deadline).await;
+    if finished {
+        tracing::info!("the work in flight finished and was recorded");
+    } else {
+        tracing::warn!(
+            still_running = lifecycle.active(),
+            "the shutdown deadline passed with work in flight; reconcile-stale settles it"
+        );
+    }
+    match state.outbox.release().await {
+        Ok(n) => tracing::info!(released = n, "outbox leases released"),
+        Err(e) => tracing::warn!(error = %e, "could not release outbox leases"),
+    }
+    match state.jobs.webhooks.release().await {
+        Ok(n) => tracing::info!(released = n, "webhook delivery leases released"),
+        Err(e) => tracing::warn!(error = %e, "could not release webhook delivery leases"),
+    }
+    finished
 }

@@ -63,6 +63,7 @@ diesel::table! {
         error_message -> Nullable<Text>,
         latency_ms -> Nullable<Int4>,
         provider_message_id -> Nullable<Text>,
+        cost_usd_micros -> Nullable<Int8>,
     }
 }
 

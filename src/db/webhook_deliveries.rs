@@ -332,3 +332,16 @@ pub async fn delete_finished_before(
 pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, f64)> {
     super::pending_backlog(conn, "webhook_deliveries").await
 }
+
+/// Releases this owner's leases on deliveries still pending (graceful shutdown), so another
+/// process takes them at once.
+pub async fn release(conn: &mut AsyncPgConnection, owner: &str) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL \
+         WHERE lease_owner = $1 AND status = 'PENDING'",
+    )
+    .bind::<Text, _>(owner)
+    .cached()
+    .execute(conn)
+    .await
+}

@@ -2,8 +2,9 @@
 //!
 //! A round: one transaction locks the due QUEUED messages no other deliverer holds, routes
 //! them, and commits an attempt row and the SENDING state for each (before any provider call);
-//! the provider calls run `concurrency` at a time; one transaction records every accepted send
-//! (SENT and its event), and each other outcome is recorded in a transaction of its own.
+//! the provider calls run `concurrency` at a time; every accepted send is recorded (attempt
+//! first, then SENT and its event in one transaction, each retried: `durable.rs`), and each
+//! other outcome is recorded in a transaction of its own, a few at a time.
 //! Messages that failed over go round again at once, with their next provider. Every status
 //! move is checked by `MessageStatus::can_move_to`, as callbacks check theirs.
 
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use super::circuit;
 use super::deliver::{Delivery, Made, Prepared};
+use super::durable::{self, accepted_attempts};
 use super::outbound::{default_price, outbound};
 use super::policy::{self, CircuitEffect, Decision, DeliveryError, Step};
 use super::routing::{self, Candidate, FailoverFrom, Route};
@@ -32,6 +34,9 @@ use crate::providers::SendOutcome;
 
 /// Rounds of one delivery: the first try and the failovers after it.
 const MAX_ROUNDS: usize = 9;
+
+/// Refused outcomes recorded at once (each takes a connection of the shared pool).
+const RECORD_CONCURRENCY: usize = 4;
 
 /// What each message of a batch ended with; an error is that message's recording error.
 pub type Steps = HashMap<Uuid, Result<Step, String>>;
@@ -98,20 +103,21 @@ impl Delivery {
             .into_iter()
             .partition(|m| matches!(m.outcome, SendOutcome::Accepted { .. }));
         let accepted_ids: Vec<Uuid> = accepted.iter().map(|m| m.prepared.message_id).collect();
+        let deadline = self.policy.record_deadline;
         let records: Vec<_> = refused
             .into_iter()
             .map(|made| async move {
                 let id = made.prepared.message_id;
-                (
-                    id,
-                    self.record_refused(made).await.map_err(|e| e.to_string()),
-                )
+                let recorded =
+                    durable::with_retries("refused send", deadline, || self.record_refused(&made))
+                        .await;
+                (id, recorded.map_err(|e| e.to_string()))
             })
             .collect();
         let (sent, recorded) = futures_util::join!(
-            self.record_accepted(accepted),
+            self.record_accepted_durably(accepted),
             stream::iter(records)
-                .buffer_unordered(concurrency)
+                .buffer_unordered(concurrency.min(RECORD_CONCURRENCY))
                 .collect::<Vec<_>>()
         );
         match sent {
@@ -234,29 +240,26 @@ impl Delivery {
         .await
     }
 
-    /// Records the accepted sends in one transaction: the attempts, the circuits, the
-    /// messages (SENT) and their `communication.sent` events.
-    async fn record_accepted(
+    /// Records the accepted sends in one transaction: the circuits, the messages (SENT) and
+    /// their `communication.sent` events, and the attempts too unless they were written
+    /// already (`durable.rs` writes them first, on their own).
+    pub(super) async fn record_accepted(
         &self,
-        accepted: Vec<Made>,
+        accepted: &[Made],
+        with_attempts: bool,
     ) -> Result<Vec<(Uuid, Step)>, DeliveryError> {
         if accepted.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = accepted.iter().map(|m| m.prepared.message_id).collect();
-        let mut attempt_ids = Vec::with_capacity(accepted.len());
-        let mut latencies = Vec::with_capacity(accepted.len());
-        let mut provider_message_ids = Vec::with_capacity(accepted.len());
+        let attempts = with_attempts.then(|| accepted_attempts(accepted));
         let mut sent_by: HashMap<Uuid, (Uuid, String, Option<i64>)> = HashMap::new();
-        for made in &accepted {
+        for made in accepted {
             if let SendOutcome::Accepted {
                 provider_message_id,
                 cost_usd_micros,
             } = &made.outcome
             {
-                attempt_ids.push(made.prepared.attempt_id);
-                latencies.push(made.latency_ms());
-                provider_message_ids.push(provider_message_id.clone());
                 sent_by.insert(
                     made.prepared.message_id,
                     (
@@ -270,14 +273,9 @@ impl Delivery {
         let mut conn = self.pool.get().await?;
         tx::run(&mut conn, async |conn: &mut AsyncPgConnection| {
             let now = Utc::now();
-            store::finish_accepted_attempts(
-                conn,
-                &attempt_ids,
-                &latencies,
-                &provider_message_ids,
-                now,
-            )
-            .await?;
+            if let Some(attempts) = &attempts {
+                store::finish_accepted_attempts(conn, attempts, now).await?;
+            }
             let mut steps: Vec<(Uuid, Step)> = Vec::with_capacity(ids.len());
             let mut sending = Vec::new();
             let mut pmids = Vec::new();
@@ -315,7 +313,7 @@ impl Delivery {
 
     /// Records an attempt that was not accepted, in its own transaction: the attempt, the
     /// provider's circuit, and the message FAILED (with its event) or QUEUED again.
-    async fn record_refused(&self, made: Made) -> Result<Step, DeliveryError> {
+    async fn record_refused(&self, made: &Made) -> Result<Step, DeliveryError> {
         let mut conn = self.pool.get().await?;
         let policy = &self.policy;
         tx::run(&mut conn, async |conn: &mut AsyncPgConnection| {

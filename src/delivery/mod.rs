@@ -4,11 +4,12 @@
 //! recording, and the SENT / FAILED transitions each with its event in the same transaction.
 //!
 //! `policy` and `routing` decide (plain functions), `store` holds the SQL, `batch` is the one
-//! state machine, `deliver` the service and its provider call.
+//! state machine (`durable` keeps its accepted outcomes), `deliver` the service and its provider call.
 
 pub mod batch;
 pub mod circuit;
 pub mod deliver;
+pub mod durable;
 pub mod handler;
 pub mod outbound;
 pub mod policy;

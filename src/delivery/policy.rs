@@ -23,6 +23,8 @@ pub struct DeliveryPolicy {
     pub circuit_threshold: i32,
     pub circuit_cooldown: Duration,
     pub public_base_url: Option<String>,
+    /// How long accepted outcomes are retried when the database does not take them.
+    pub record_deadline: Duration,
 }
 
 impl DeliveryPolicy {
@@ -34,6 +36,7 @@ impl DeliveryPolicy {
             circuit_threshold: s.circuit_failure_threshold.max(1),
             circuit_cooldown: s.circuit_cooldown,
             public_base_url: s.public_base_url.clone(),
+            record_deadline: s.delivery_record_deadline,
         }
     }
 
@@ -235,6 +238,7 @@ mod tests {
             circuit_threshold: 5,
             circuit_cooldown: Duration::from_secs(30),
             public_base_url: None,
+            record_deadline: Duration::from_secs(1),
         }
     }
 

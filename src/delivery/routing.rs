@@ -152,6 +152,7 @@ mod tests {
             circuit_threshold: 3,
             circuit_cooldown: Duration::from_secs(30),
             public_base_url: None,
+            record_deadline: Duration::from_secs(1),
         }
     }
 

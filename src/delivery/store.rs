@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -171,25 +171,33 @@ pub async fn mark_sending(
     .await
 }
 
-/// Records accepted attempts: outcome, latency and the provider's message id.
+/// Accepted attempts, column by column.
+#[derive(Debug, Default)]
+pub struct AcceptedAttempts {
+    pub attempt_ids: Vec<Uuid>,
+    pub latencies_ms: Vec<i32>,
+    pub provider_message_ids: Vec<String>,
+    pub costs: Vec<Option<i64>>,
+}
+
+/// Records accepted attempts: outcome, latency, the provider's message id and price.
 pub async fn finish_accepted_attempts(
     conn: &mut AsyncPgConnection,
-    attempt_ids: &[Uuid],
-    latencies_ms: &[i32],
-    provider_message_ids: &[String],
+    accepted: &AcceptedAttempts,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     diesel::sql_query(
-        "UPDATE message_attempts a SET finished_at = $4, outcome = 'ACCEPTED', \
+        "UPDATE message_attempts a SET finished_at = $5, outcome = 'ACCEPTED', \
            error_code = NULL, error_message = NULL, latency_ms = v.latency_ms, \
-           provider_message_id = v.provider_message_id \
-         FROM unnest($1::uuid[], $2::int4[], $3::text[]) \
-           AS v(id, latency_ms, provider_message_id) \
+           provider_message_id = v.provider_message_id, cost_usd_micros = v.cost \
+         FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int8[]) \
+           AS v(id, latency_ms, provider_message_id, cost) \
          WHERE a.id = v.id AND a.id = ANY($1)",
     )
-    .bind::<Array<SqlUuid>, _>(attempt_ids)
-    .bind::<Array<Integer>, _>(latencies_ms)
-    .bind::<Array<Text>, _>(provider_message_ids)
+    .bind::<Array<SqlUuid>, _>(&accepted.attempt_ids)
+    .bind::<Array<Integer>, _>(&accepted.latencies_ms)
+    .bind::<Array<Text>, _>(&accepted.provider_message_ids)
+    .bind::<Array<Nullable<BigInt>>, _>(&accepted.costs)
     .bind::<Timestamptz, _>(now)
     .cached()
     .execute(conn)
@@ -334,4 +342,39 @@ pub async fn due_retries(conn: &mut AsyncPgConnection, limit: i64) -> QueryResul
         .select(messages::id)
         .load(conn)
         .await
+}
+
+/// A SENDING message whose current attempt the provider accepted.
+#[derive(Debug, QueryableByName)]
+pub struct AcceptedSending {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub channel: Channel,
+    #[diesel(sql_type = Text)]
+    pub provider_message_id: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub cost_usd_micros: Option<i64>,
+}
+
+/// Locks the SENDING messages untouched for `stale_after_secs` whose current attempt is
+/// recorded as accepted: the outcome was written, the message's own update was not.
+pub async fn lock_accepted_sending(
+    conn: &mut AsyncPgConnection,
+    stale_after_secs: f64,
+    limit: i64,
+) -> QueryResult<Vec<AcceptedSending>> {
+    diesel::sql_query(
+        "SELECT m.id, m.channel, a.provider_message_id, a.cost_usd_micros \
+         FROM messages m JOIN message_attempts a \
+           ON a.message_id = m.id AND a.attempt_number = m.attempts \
+         WHERE m.status = 'SENDING' AND m.updated_at < now() - make_interval(secs => $1) \
+           AND a.outcome = 'ACCEPTED' AND a.provider_message_id IS NOT NULL \
+         ORDER BY m.id LIMIT $2 \
+         FOR UPDATE OF m SKIP LOCKED",
+    )
+    .bind::<diesel::sql_types::Double, _>(stale_after_secs)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await
 }

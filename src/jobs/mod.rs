@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use crate::config::Settings;
 use crate::db::{DbError, DbPool};
 use crate::delivery::Delivery;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::providers::registry::ProviderRegistry;
 use crate::webhooks::WebhookSender;
@@ -61,6 +62,44 @@ impl From<JobError> for crate::error::ApiError {
     }
 }
 
+/// How much one delivering job takes at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Messages per batch (`JOB_BATCH_SIZE`).
+    pub batch_size: i64,
+    /// Provider calls at once (`JOB_CONCURRENCY`).
+    pub concurrency: usize,
+}
+
+impl Limits {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            batch_size: s.job_batch_size.max(1),
+            concurrency: s.job_concurrency.max(1),
+        }
+    }
+}
+
+/// Adds each message's step to the report's counts; a message whose outcome could not be
+/// recorded counts as `unrecorded` (it is logged, and settled by `reconcile-stale`).
+fn count_steps(
+    report: &mut JobReport,
+    steps: impl Iterator<Item = Result<crate::delivery::Step, String>>,
+) {
+    use crate::delivery::Step;
+    for step in steps {
+        let key = match step {
+            Ok(Step::Skipped) => "skipped",
+            Ok(Step::Sent) => "sent",
+            Ok(Step::Failed) => "failed",
+            Ok(Step::RetryLater) => "retry_later",
+            Ok(Step::FailedOver) => "failed_over",
+            Err(_) => "unrecorded",
+        };
+        *report.counts.entry(key.into()).or_default() += 1;
+    }
+}
+
 /// Most sandbox delivery reports one `sandbox-reports` run applies.
 const SANDBOX_REPORTS_PER_RUN: i64 = 500;
 
@@ -101,6 +140,8 @@ pub struct Jobs {
     pub webhooks: Arc<WebhookSender>,
     pub registry: Arc<ProviderRegistry>,
     pub metrics: Arc<Metrics>,
+    /// Once stopping, no job starts; running ones finish their batch.
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Jobs {
@@ -109,8 +150,22 @@ impl Jobs {
         &self.pool
     }
 
+    /// How much the delivering jobs take at once.
+    pub fn limits(&self) -> Limits {
+        Limits::from_settings(&self.settings)
+    }
+
     /// Runs the named job once; `None` when no job has that name.
     pub async fn run(&self, name: &str) -> Option<Result<JobReport, JobError>> {
+        if !JOB_NAMES.contains(&name) {
+            return None;
+        }
+        let Some(_working) = self.lifecycle.enter() else {
+            return Some(Ok(JobReport {
+                job: name.to_owned(),
+                counts: [("stopping".to_owned(), 1)].into(),
+            }));
+        };
         let started = std::time::Instant::now();
         let result = self.run_named(name).await?;
         self.metrics
@@ -122,14 +177,16 @@ impl Jobs {
         let pool = &self.pool;
         Some(match name {
             "cleanup" => cleanup::run(pool, &self.settings).await,
-            "retry-due" => retry_due::run(pool, &self.delivery).await,
-            "dispatch-scheduled" => dispatch_scheduled::run(pool, &self.delivery).await,
+            "retry-due" => retry_due::run(pool, &self.delivery, self.limits()).await,
+            "dispatch-scheduled" => {
+                dispatch_scheduled::run(pool, &self.delivery, self.limits()).await
+            }
             "reconcile-stale" => {
-                reconcile_stale::run(pool, reconcile_stale::STALE_AFTER_SECS).await
+                reconcile_stale::run(pool, &self.delivery, reconcile_stale::STALE_AFTER_SECS).await
             }
             "deliver-webhooks" => self
                 .webhooks
-                .run()
+                .run(&self.lifecycle)
                 .await
                 .map(|counts| JobReport {
                     job: name.to_owned(),
@@ -141,6 +198,7 @@ impl Jobs {
                     pool,
                     &self.registry,
                     self.delivery.policy().circuit_cooldown,
+                    self.limits().concurrency,
                 )
                 .await
             }

@@ -20,20 +20,18 @@ use crate::db::schema::providers;
 use crate::delivery::circuit;
 use crate::providers::registry::ProviderRegistry;
 
-/// Probes running at once.
-const CONCURRENCY: usize = 8;
-
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = SqlUuid)]
     id: uuid::Uuid,
 }
 
-/// Probes every due open circuit; counts `probed`, `closed` and `still_open`.
+/// Probes every due open circuit, `concurrency` at once; counts `probed`, `closed` and `still_open`.
 pub async fn run(
     pool: &DbPool,
     registry: &ProviderRegistry,
     cooldown: std::time::Duration,
+    concurrency: usize,
 ) -> Result<JobReport, JobError> {
     let due: Vec<Provider> = {
         let mut conn = pool.get().await?;
@@ -61,7 +59,7 @@ pub async fn run(
         .map(|row| probe_one(pool, registry, row))
         .collect();
     let results: Vec<Result<bool, JobError>> = futures_util::stream::iter(probes)
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     let mut report = JobReport {

@@ -1,5 +1,7 @@
-//! `reconcile-stale`: a message left SENDING (the process stopped during the provider call) has
-//! an open attempt whose outcome nobody knows. It is closed as AMBIGUOUS and the message is
+//! `reconcile-stale`: a message left SENDING whose current attempt the provider accepted (the
+//! database did not take the message's own update) is moved to SENT from that attempt, never
+//! sent again. One left SENDING with an open attempt (the process stopped during the provider
+//! call) has an outcome nobody knows: the attempt is closed as AMBIGUOUS and the message is
 //! queued again on the same provider with the same reference, never on another one. Messages
 //! SENT long ago without a final status are counted.
 
@@ -9,6 +11,10 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{JobError, JobReport};
 use crate::db::DbPool;
+use crate::delivery::Delivery;
+
+/// Most accepted-but-SENDING messages one run settles.
+const SETTLE_PER_RUN: i64 = 1000;
 
 /// A SENDING message older than this is stale.
 pub const STALE_AFTER_SECS: f64 = 300.0;
@@ -27,7 +33,14 @@ struct Count {
     n: i64,
 }
 
-pub async fn run(pool: &DbPool, stale_after_secs: f64) -> Result<JobReport, JobError> {
+pub async fn run(
+    pool: &DbPool,
+    delivery: &Delivery,
+    stale_after_secs: f64,
+) -> Result<JobReport, JobError> {
+    let settled = delivery
+        .settle_accepted(stale_after_secs, SETTLE_PER_RUN)
+        .await?;
     let mut conn = pool.get().await?;
     let reconciled = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -35,9 +48,12 @@ pub async fn run(pool: &DbPool, stale_after_secs: f64) -> Result<JobReport, JobE
                 "UPDATE messages SET status = 'QUEUED', ambiguous = true, next_attempt_at = now(), \
                    error_code = 'AMBIGUOUS_OUTCOME', \
                    error_message = 'the process stopped during the provider call', updated_at = now() \
-                 WHERE id IN (SELECT id FROM messages WHERE status = 'SENDING' \
+                 WHERE id IN (SELECT id FROM messages m WHERE status = 'SENDING' \
                               AND updated_at < now() - make_interval(secs => $1) \
-                              FOR UPDATE SKIP LOCKED) \
+                              AND NOT EXISTS (SELECT 1 FROM message_attempts a \
+                                WHERE a.message_id = m.id AND a.attempt_number = m.attempts \
+                                  AND a.outcome = 'ACCEPTED') \
+                              FOR UPDATE OF m SKIP LOCKED) \
                  RETURNING id",
             )
             .bind::<Double, _>(stale_after_secs)
@@ -67,6 +83,9 @@ pub async fn run(pool: &DbPool, stale_after_secs: f64) -> Result<JobReport, JobE
         job: "reconcile-stale".into(),
         ..Default::default()
     };
+    report
+        .counts
+        .insert("settled_accepted".into(), settled as i64);
     report
         .counts
         .insert("requeued_ambiguous".into(), reconciled as i64);

@@ -1,39 +1,31 @@
 //! `retry-due`: delivers the QUEUED messages whose retry time has come (after a transient
-//! failure, a rate limit, an ambiguous outcome or a failover).
+//! failure, a rate limit, an ambiguous outcome or a failover), through the batch path,
+//! `JOB_BATCH_SIZE` at a time with at most `JOB_CONCURRENCY` provider calls at once.
 
-use futures_util::StreamExt;
-
-use super::{JobError, JobReport};
+use super::{JobError, JobReport, Limits, count_steps};
 use crate::db::DbPool;
-use crate::delivery::{Delivery, Step};
+use crate::delivery::Delivery;
 
 /// Most messages one run takes.
 pub const BATCH: i64 = 1000;
 
-pub async fn run(pool: &DbPool, delivery: &Delivery) -> Result<JobReport, JobError> {
+pub async fn run(
+    pool: &DbPool,
+    delivery: &Delivery,
+    limits: Limits,
+) -> Result<JobReport, JobError> {
     let due = {
         let mut conn = pool.get().await?;
         crate::delivery::store::due_retries(&mut conn, BATCH).await?
     };
-    let runs: Vec<_> = due.iter().map(|id| delivery.deliver(*id)).collect();
-    let steps: Vec<Result<Step, crate::delivery::DeliveryError>> = futures_util::stream::iter(runs)
-        .buffer_unordered(32)
-        .collect()
-        .await;
     let mut report = JobReport {
         job: "retry-due".into(),
         ..Default::default()
     };
     report.counts.insert("due".into(), due.len() as i64);
-    for step in steps {
-        let key = match step? {
-            Step::Skipped => "skipped",
-            Step::Sent => "sent",
-            Step::Failed => "failed",
-            Step::RetryLater => "retry_later",
-            Step::FailedOver => "failed_over",
-        };
-        *report.counts.entry(key.into()).or_default() += 1;
+    for chunk in due.chunks(limits.batch_size.max(1) as usize) {
+        let steps = delivery.deliver_many(chunk, limits.concurrency).await?;
+        count_steps(&mut report, steps.into_values());
     }
     Ok(report)
 }

@@ -20,6 +20,7 @@ use super::bus::{EventBus, Publication};
 use super::store::{self, ClaimedEvent, FailureFate};
 use crate::config::Settings;
 use crate::db::{DbError, DbPool};
+use crate::lifecycle::Lifecycle;
 
 /// The destination name of the event bus.
 pub const BUS: &str = "bus";
@@ -70,6 +71,9 @@ pub struct DrainReport {
     pub published: i64,
     pub failed: i64,
     pub dead_lettered: i64,
+    /// Events whose lease expired during the batch and another drainer took; that one
+    /// records them.
+    pub lost: i64,
     pub remaining: i64,
 }
 
@@ -114,6 +118,8 @@ pub struct Outbox {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// New events were committed while a drain runs.
     nudged: tokio::sync::Notify,
+    /// Once stopping, drains claim nothing new; running batches finish and are recorded.
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl Outbox {
@@ -131,7 +137,14 @@ impl Outbox {
             policy,
             metrics: None,
             nudged: tokio::sync::Notify::new(),
+            lifecycle: Arc::default(),
         }
+    }
+
+    /// Shares the process's stop: once it stops, drains claim nothing new.
+    pub fn with_lifecycle(mut self, lifecycle: Arc<Lifecycle>) -> Self {
+        self.lifecycle = lifecycle;
+        self
     }
 
     /// Tells a running drain that new events were committed: one that is waiting on its
@@ -160,6 +173,9 @@ impl Outbox {
     /// aggregate) until it is completed.
     pub async fn drain(&self, max_events: i64) -> Result<DrainReport, DbError> {
         let mut report = DrainReport::default();
+        let Some(_working) = self.lifecycle.enter() else {
+            return Ok(report);
+        };
         let mut in_flight = FuturesUnordered::new();
         // Claimed but not yet reported, so the drain never claims more than `max_events`.
         let mut reserved = 0i64;
@@ -173,6 +189,7 @@ impl Outbox {
         loop {
             while !stop
                 && !dry
+                && !self.lifecycle.is_stopping()
                 && in_flight.len() < PIPELINE_DEPTH
                 && report.claimed + reserved < max_events
             {
@@ -204,6 +221,7 @@ impl Outbox {
                     report.published += batch.published;
                     report.failed += batch.failed;
                     report.dead_lettered += batch.dead_lettered;
+                    report.lost += batch.lost;
                     // Handlers add events (a delivery adds `communication.sent`): keep going
                     // until a claim comes back empty.
                     dry = batch.claimed == 0;
@@ -281,8 +299,15 @@ impl Outbox {
                 })
             })
             .collect();
-        let (results, handled) =
-            futures_util::join!(self.bus.publish(&publications), join_all(runs));
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let work = async { futures_util::join!(self.bus.publish(&publications), join_all(runs)) };
+        // The leases are renewed while the batch runs, so a slow provider or bus never hands
+        // the batch to a second drainer.
+        let (results, handled) = tokio::select! {
+            biased;
+            out = work => out,
+            never = self.keep_leases(&ids) => match never {},
+        };
         let mut succeeded: Vec<Vec<&'static str>> = vec![Vec::new(); events.len()];
         for (&i, result) in to_publish.iter().zip(results) {
             match result {
@@ -318,7 +343,14 @@ impl Outbox {
             .filter(|(_, errs)| errs.is_empty())
             .map(|(e, _)| e.id)
             .collect();
-        store::complete(&mut conn, &self.owner, &done).await?;
+        let completed = store::complete(&mut conn, &self.owner, &done).await?;
+        if completed < done.len() {
+            report.lost += (done.len() - completed) as i64;
+            tracing::warn!(
+                lost = done.len() - completed,
+                "outbox leases lost; the drainers holding them now complete those events"
+            );
+        }
         for (i, event) in events
             .iter()
             .enumerate()
@@ -339,12 +371,43 @@ impl Outbox {
                 self.policy.max_attempts,
             )
             .await?;
+            let Some(fate) = fate else {
+                report.lost += 1;
+                tracing::warn!(event_id = %event.event_id(), "outbox lease lost; the drainer holding it now records the event");
+                continue;
+            };
             if fate == FailureFate::DeadLettered {
                 report.dead_lettered += 1;
                 tracing::error!(event_id = %event.event_id(), topic = %event.topic, %error, "outbox event dead-lettered");
             }
         }
         Ok(report)
+    }
+
+    /// Renews the leases on `ids` every third of the lease, for as long as it is polled; a
+    /// renewal that fails is tried again at the next tick.
+    async fn keep_leases(&self, ids: &[Uuid]) -> std::convert::Infallible {
+        let every = (self.policy.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = match self.pool.get().await {
+                Ok(mut conn) => store::renew(&mut conn, &self.owner, ids, self.policy.lease)
+                    .await
+                    .map_err(DbError::from),
+                Err(e) => Err(DbError::from(e)),
+            };
+            match renewed {
+                Ok(held) if held < ids.len() => {
+                    tracing::warn!(
+                        held,
+                        claimed = ids.len(),
+                        "outbox leases lost during a batch"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not renew outbox leases"),
+            }
+        }
     }
 
     /// Gives up this process's leases (graceful shutdown).

@@ -154,7 +154,8 @@ pub enum FailureFate {
 }
 
 /// Records a failure: the event is retried after `delay`, or dead-lettered when it has
-/// failed `max_attempts` times.
+/// failed `max_attempts` times. `None` when `owner` no longer holds the event's lease (it
+/// expired and another drainer took the event): that drainer records it.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
     owner: &str,
@@ -162,7 +163,7 @@ pub async fn fail(
     error: &str,
     delay: Duration,
     max_attempts: i32,
-) -> QueryResult<FailureFate> {
+) -> QueryResult<Option<FailureFate>> {
     #[derive(QueryableByName)]
     struct Outcome {
         #[diesel(sql_type = Text)]
@@ -170,7 +171,7 @@ pub async fn fail(
         #[diesel(sql_type = Timestamptz)]
         next_attempt_at: DateTime<Utc>,
     }
-    let outcome: Outcome = diesel::sql_query(
+    let outcome: Option<Outcome> = diesel::sql_query(
         "UPDATE outbox_events SET attempts = attempts + 1, last_error = $3, lease_owner = NULL, \
            lease_until = NULL, next_attempt_at = now() + make_interval(secs => $4), \
            status = CASE WHEN attempts + 1 >= $5 THEN 'DEAD' ELSE 'PENDING' END \
@@ -184,14 +185,36 @@ pub async fn fail(
     .bind::<Integer, _>(max_attempts)
     .cached()
     .get_result(conn)
-    .await?;
-    Ok(if outcome.status == "DEAD" {
-        FailureFate::DeadLettered
-    } else {
-        FailureFate::Retry {
-            at: outcome.next_attempt_at,
+    .await
+    .optional()?;
+    Ok(outcome.map(|outcome| {
+        if outcome.status == "DEAD" {
+            FailureFate::DeadLettered
+        } else {
+            FailureFate::Retry {
+                at: outcome.next_attempt_at,
+            }
         }
-    })
+    }))
+}
+
+/// Extends this owner's leases on `ids` by `lease` from now; returns how many it still holds.
+pub async fn renew(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "UPDATE outbox_events SET lease_until = now() + make_interval(secs => $3) \
+         WHERE id = ANY($1) AND lease_owner = $2 AND status = 'PENDING'",
+    )
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Text, _>(owner)
+    .bind::<Double, _>(lease.as_secs_f64())
+    .cached()
+    .execute(conn)
+    .await
 }
 
 /// Releases this owner's leases (graceful shutdown) so another drainer can take them at once.

@@ -28,6 +28,7 @@ use crate::db::webhooks::open_webhook_secret;
 use crate::db::{DbError, DbPool};
 use crate::domain::ids::WebhookDeliveryId;
 use crate::domain::webhook::WEBHOOK_TOPICS;
+use crate::lifecycle::Lifecycle;
 use crate::outbox::EventHandler;
 use crate::outbox::store::ClaimedEvent;
 
@@ -128,14 +129,18 @@ impl WebhookSender {
         })
     }
 
-    /// Sends every due delivery, batch after batch, and reports what happened.
-    pub async fn run(&self) -> Result<BTreeMap<String, i64>, DbError> {
+    /// Sends every due delivery, batch after batch (none more once the process is stopping),
+    /// and reports what happened.
+    pub async fn run(&self, lifecycle: &Lifecycle) -> Result<BTreeMap<String, i64>, DbError> {
         let mut counts: BTreeMap<String, i64> = ["claimed", "delivered", "retrying", "failed"]
             .into_iter()
             .map(|key| (key.to_owned(), 0))
             .collect();
         // Bounded, so one run cannot go on for ever while receivers keep failing fast.
         for _ in 0..20 {
+            if lifecycle.is_stopping() {
+                break;
+            }
             let claimed = {
                 let mut conn = self.pool.get().await?;
                 store::claim(
@@ -177,6 +182,12 @@ impl WebhookSender {
             }
         }
         Ok(counts)
+    }
+
+    /// Gives up this process's leases on deliveries not yet made (graceful shutdown).
+    pub async fn release(&self) -> Result<usize, DbError> {
+        let mut conn = self.pool.get().await?;
+        Ok(store::release(&mut conn, &self.owner).await?)
     }
 
     /// One POST of one delivery.

@@ -15,6 +15,7 @@ mod cli;
 mod consumers;
 mod delivery;
 mod envelope;
+mod faults;
 mod health;
 mod html_email;
 mod idempotency;

@@ -31,7 +31,7 @@ async fn a_drain_publishes_the_requested_event_to_jetstream_once() {
     let report = process(&app).await;
     assert_eq!(
         report,
-        json!({"claimed": 2, "published": 2, "failed": 0, "dead_lettered": 0, "remaining": 0}),
+        json!({"claimed": 2, "published": 2, "failed": 0, "dead_lettered": 0, "lost": 0, "remaining": 0}),
         "communication.requested, then the communication.sent its delivery added"
     );
     assert_eq!(stream_messages(&stream).await, 2);

@@ -47,6 +47,8 @@ pub struct TestApp {
     pub pool: DbPool,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// The app's shared state (its outbox, jobs and pool), for driving it directly.
+    pub state: cpaas::state::AppState,
     handle: ServerHandle,
 }
 
@@ -129,6 +131,7 @@ pub async fn spawn_on(
         .expect("app builds");
     let port = app.port();
     let pool = app.state().pool.clone();
+    let state = app.state().clone();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
@@ -141,6 +144,7 @@ pub async fn spawn_on(
             .build()
             .expect("client"),
         settings,
+        state,
         handle,
     }
 }
