@@ -34,6 +34,7 @@ mod providers;
 mod resilience;
 mod sandbox_reports;
 mod scheduler;
+mod shutdown;
 mod template_previews;
 mod template_sync;
 mod templates;
