@@ -107,6 +107,8 @@ pub struct Settings {
     pub webhook_backoff_cap: Duration,
     pub webhook_retry_window: Duration,
     pub webhook_concurrency: usize,
+    /// `WEBHOOK_MAX_IN_FLIGHT`: deliveries in flight to one webhook at most.
+    pub webhook_max_in_flight: i64,
     pub seed_on_start: bool,
     pub rate_limit_overrides: HashMap<(crate::domain::PlanTier, crate::domain::Channel), u32>,
     pub log_format: LogFormat,
@@ -277,6 +279,7 @@ impl Settings {
             webhook_backoff_cap: secs(&get, "WEBHOOK_BACKOFF_CAP_SECS", 3600)?,
             webhook_retry_window: secs(&get, "WEBHOOK_RETRY_WINDOW_SECS", 24 * 3600)?,
             webhook_concurrency: parse(&get, "WEBHOOK_CONCURRENCY", 16)?,
+            webhook_max_in_flight: parse(&get, "WEBHOOK_MAX_IN_FLIGHT", 2)?,
             seed_on_start: flag(&get, "SEED_ON_START", dev)?,
             rate_limit_overrides: parse_overrides(&get("RATE_LIMIT_OVERRIDES").unwrap_or_default())
                 .map_err(|reason| ConfigError {

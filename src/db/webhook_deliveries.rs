@@ -134,23 +134,41 @@ pub async fn fan_out_many(
     .await
 }
 
-/// Leases up to `limit` pending deliveries whose time has come, oldest due first.
+/// Leases up to `limit` pending deliveries whose time has come, fairly: no webhook gets more
+/// than `per_webhook` in flight (counting the leases other runs and replicas hold), and the
+/// tenants take turns (each tenant's oldest due first, then each one's second, …), so one
+/// tenant's backlog or slow receiver never holds the others' deliveries. Only deliveries due
+/// by `due_by` are taken: a run passes its start, so it never retries what it just attempted.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     owner: &str,
     lease: Duration,
     limit: i64,
+    per_webhook: i64,
+    due_by: DateTime<Utc>,
 ) -> QueryResult<Vec<ClaimedDelivery>> {
     diesel::sql_query(
-        "WITH due AS ( \
+        "WITH busy AS ( \
+           SELECT webhook_id, count(*) AS n FROM webhook_deliveries \
+           WHERE status = 'PENDING' AND lease_until >= now() GROUP BY webhook_id), \
+         due AS ( \
+           SELECT d.id, d.tenant_id, d.next_attempt_at, \
+             row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) \
+               + coalesce(b.n, 0) AS slot \
+           FROM webhook_deliveries d LEFT JOIN busy b ON b.webhook_id = d.webhook_id \
+           WHERE d.status = 'PENDING' AND d.next_attempt_at <= least(now(), $5) \
+             AND (d.lease_until IS NULL OR d.lease_until < now())), \
+         turns AS ( \
+           SELECT id, row_number() OVER (PARTITION BY tenant_id ORDER BY next_attempt_at, id) AS turn \
+           FROM due WHERE slot <= $4), \
+         picked AS ( \
            SELECT d.id FROM webhook_deliveries d \
-           WHERE d.status = 'PENDING' AND d.next_attempt_at <= now() \
-             AND (d.lease_until IS NULL OR d.lease_until < now()) \
-           ORDER BY d.next_attempt_at LIMIT $3 \
-           FOR UPDATE SKIP LOCKED) \
+           JOIN (SELECT id, turn FROM turns ORDER BY turn, id LIMIT $3) t ON t.id = d.id \
+           WHERE d.status = 'PENDING' AND (d.lease_until IS NULL OR d.lease_until < now()) \
+           FOR UPDATE OF d SKIP LOCKED) \
          UPDATE webhook_deliveries d \
            SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
-         FROM due, webhooks w WHERE d.id = due.id AND w.id = d.webhook_id \
+         FROM picked, webhooks w WHERE d.id = picked.id AND w.id = d.webhook_id \
          RETURNING d.id, d.tenant_id, d.webhook_id, d.event_id, d.topic, d.payload, d.attempts, \
            d.created_at, w.url, w.secret_encrypted, \
            (w.is_active AND w.deleted_at IS NULL) AS webhook_live",
@@ -158,6 +176,8 @@ pub async fn claim(
     .bind::<Text, _>(owner)
     .bind::<Double, _>(lease.as_secs_f64())
     .bind::<diesel::sql_types::BigInt, _>(limit)
+    .bind::<diesel::sql_types::BigInt, _>(per_webhook)
+    .bind::<Timestamptz, _>(due_by)
     .cached()
     .load(conn)
     .await

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rand::Rng;
 use uuid::Uuid;
 
@@ -53,6 +54,8 @@ pub struct WebhookPolicy {
     /// Retries go on until this long after the event, then the delivery fails.
     pub retry_window: Duration,
     pub concurrency: usize,
+    /// Deliveries in flight to one webhook at most, across runs and replicas.
+    pub per_webhook: i64,
     pub batch_size: i64,
     pub lease: Duration,
     /// Connect to loopback and private addresses (development); otherwise host names are
@@ -72,6 +75,7 @@ impl WebhookPolicy {
             backoff_cap: s.webhook_backoff_cap,
             retry_window: s.webhook_retry_window,
             concurrency,
+            per_webhook: s.webhook_max_in_flight.max(1),
             batch_size: BATCH as i64,
             lease: s.webhook_timeout * rounds + Duration::from_secs(30),
             allow_internal_hosts: s.webhook_allow_internal_hosts,
@@ -136,52 +140,85 @@ impl WebhookSender {
             .into_iter()
             .map(|key| (key.to_owned(), 0))
             .collect();
-        // Bounded, so one run cannot go on for ever while receivers keep failing fast.
-        for _ in 0..20 {
-            if lifecycle.is_stopping() {
-                break;
-            }
-            let claimed = {
-                let mut conn = self.pool.get().await?;
-                store::claim(
-                    &mut conn,
-                    &self.owner,
-                    self.policy.lease,
-                    self.policy.batch_size,
-                )
-                .await?
-            };
-            if claimed.is_empty() {
-                break;
-            }
-            let sends: Vec<_> = claimed.iter().map(|d| self.attempt(d)).collect();
-            let records: Vec<AttemptRecord> = futures_util::stream::iter(sends)
-                .buffer_unordered(self.policy.concurrency)
-                .collect()
-                .await;
+        // Work-conserving: up to `concurrency` attempts in flight, and each one that ends
+        // (recorded at once, its lease released) frees a slot that the next claim fills, so a
+        // receiver that hangs holds its `per_webhook` slots and no more. Bounded in count and
+        // in time (no claim after one receiver timeout), so one run cannot go on for ever
+        // while receivers keep failing; the next run goes on.
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let budget = self.policy.batch_size * 20;
+        let mut claimed_total = 0i64;
+        let mut in_flight = FuturesUnordered::new();
+        // The last claim found nothing: wait for an attempt to end before claiming again.
+        let mut dry = false;
+        let mut failure: Option<DbError> = None;
+        loop {
+            let free = self.policy.concurrency.saturating_sub(in_flight.len()) as i64;
+            if !dry
+                && failure.is_none()
+                && free > 0
+                && claimed_total < budget
+                && started.elapsed() < self.policy.timeout
+                && !lifecycle.is_stopping()
             {
-                let mut conn = self.pool.get().await?;
-                use diesel_async::AsyncConnection;
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    store::record(conn, &self.owner, &records).await
-                })
-                .await?;
-            }
-            *counts.entry("claimed".into()).or_default() += claimed.len() as i64;
-            for r in &records {
-                let key = match r.fate {
-                    Fate::Delivered => "delivered",
-                    Fate::RetryAt(_) => "retrying",
-                    Fate::Failed => "failed",
+                let claimed = {
+                    let mut conn = self.pool.get().await?;
+                    store::claim(
+                        &mut conn,
+                        &self.owner,
+                        self.policy.lease,
+                        free.min(budget - claimed_total),
+                        self.policy.per_webhook,
+                        started_at,
+                    )
+                    .await?
                 };
-                *counts.entry(key.into()).or_default() += 1;
-                self.metrics.record_webhook_attempt(key);
+                dry = claimed.is_empty();
+                claimed_total += claimed.len() as i64;
+                for delivery in claimed {
+                    in_flight.push(async move {
+                        let record = self.attempt(&delivery).await;
+                        let result = self.record(&record).await;
+                        (record, result)
+                    });
+                }
+                if !dry {
+                    continue;
+                }
             }
-            if (claimed.len() as i64) < self.policy.batch_size {
+            let Some((record, result)) = in_flight.next().await else {
                 break;
+            };
+            dry = false;
+            if let Err(e) = result {
+                failure.get_or_insert(e);
+                continue;
             }
+            let key = match record.fate {
+                Fate::Delivered => "delivered",
+                Fate::RetryAt(_) => "retrying",
+                Fate::Failed => "failed",
+            };
+            *counts.entry(key.into()).or_default() += 1;
+            self.metrics.record_webhook_attempt(key);
         }
-        Ok(counts)
+        counts.insert("claimed".into(), claimed_total);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(counts),
+        }
+    }
+
+    /// Records one attempt and moves its delivery on.
+    async fn record(&self, record: &AttemptRecord) -> Result<(), DbError> {
+        use diesel_async::AsyncConnection;
+        let mut conn = self.pool.get().await?;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            store::record(conn, &self.owner, std::slice::from_ref(record)).await
+        })
+        .await?;
+        Ok(())
     }
 
     /// Gives up this process's leases on deliveries not yet made (graceful shutdown).
@@ -399,6 +436,7 @@ mod tests {
             backoff_cap: Duration::from_secs(3600),
             retry_window: Duration::from_secs(24 * 3600),
             concurrency: 4,
+            per_webhook: 2,
             batch_size: 100,
             lease: Duration::from_secs(60),
             allow_internal_hosts: false,

@@ -397,3 +397,106 @@ async fn outside_development_a_host_that_resolves_to_an_internal_address_is_not_
     );
     assert!(receiver.received_requests().await.unwrap().is_empty());
 }
+
+/// A receiver that accepts connections and never answers.
+async fn silent_receiver() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+#[actix_web::test]
+async fn a_receiver_that_never_answers_holds_no_more_than_its_share_and_others_get_theirs_at_once()
+{
+    let app = spawn_app_with(|env| {
+        local_receivers(env);
+        env.insert("WEBHOOK_TIMEOUT_MS".into(), "4000".into());
+        env.insert("WEBHOOK_CONCURRENCY".into(), "4".into());
+        env.insert("WEBHOOK_MAX_IN_FLIGHT".into(), "2".into());
+    })
+    .await;
+    let (silent, _held) = silent_receiver().await;
+    subscribe(&app, &silent, &[REQUESTED]).await;
+
+    let healthy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&healthy)
+        .await;
+    let other = Uuid::now_v7();
+    let other_admin = token(other, &["admin"], "enterprise");
+    let (status, body) = json(
+        app.post(
+            "/cpaas/v1/providers",
+            &other_admin,
+            &json!({ "name": "sandbox", "kind": "SANDBOX", "channels": ["SMS"], "priority": 1,
+                     "config": {}, "credentials": {} }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = json(
+        app.post(
+            "/cpaas/v1/webhooks",
+            &other_admin,
+            &json!({ "url": format!("{}/hooks", healthy.uri()), "events": [REQUESTED] }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The silent tenant's twenty events are older than the healthy tenant's five.
+    for _ in 0..20 {
+        assert_eq!(send(&app, &developer(), &sms("+14155552671")).await.0, 202);
+    }
+    let other_sender = token(other, &["developer"], "enterprise");
+    for _ in 0..5 {
+        assert_eq!(send(&app, &other_sender, &sms("+14155552671")).await.0, 202);
+    }
+    app.internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
+
+    let run = {
+        let client = app.client.clone();
+        let url = app.url("/cpaas/v1/jobs/deliver-webhooks");
+        actix_web::rt::spawn(async move {
+            client
+                .post(url)
+                .header("x-internal-api-key", crate::helpers::INTERNAL_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let started = std::time::Instant::now();
+    while healthy.received_requests().await.unwrap().len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the healthy receiver got {} of its 5 events while the silent one hangs",
+            healthy.received_requests().await.unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = run.await.unwrap();
+    let counts = &report["data"]["counts"];
+    assert_eq!(counts["delivered"], 5, "{report}");
+    assert_eq!(
+        counts["retrying"], 2,
+        "the silent webhook had two in flight: {report}"
+    );
+    let waiting =
+        "SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'PENDING' AND attempts = 0";
+    assert_eq!(crate::messages::count(&app, waiting).await, 18);
+}
