@@ -109,6 +109,11 @@ pub struct Settings {
     pub webhook_concurrency: usize,
     /// `WEBHOOK_MAX_IN_FLIGHT`: deliveries in flight to one webhook at most.
     pub webhook_max_in_flight: i64,
+    /// `WEBHOOK_BREAKER_THRESHOLD`: failed POSTs in a row after which a webhook's deliveries
+    /// are held back (for the backoff of the next failure).
+    pub webhook_breaker_threshold: i32,
+    /// `WEBHOOK_DISABLE_AFTER_SECS`: a webhook failing for this long is disabled.
+    pub webhook_disable_after: Duration,
     pub seed_on_start: bool,
     pub rate_limit_overrides: HashMap<(crate::domain::PlanTier, crate::domain::Channel), u32>,
     pub log_format: LogFormat,
@@ -280,6 +285,8 @@ impl Settings {
             webhook_retry_window: secs(&get, "WEBHOOK_RETRY_WINDOW_SECS", 24 * 3600)?,
             webhook_concurrency: parse(&get, "WEBHOOK_CONCURRENCY", 16)?,
             webhook_max_in_flight: parse(&get, "WEBHOOK_MAX_IN_FLIGHT", 2)?,
+            webhook_breaker_threshold: parse(&get, "WEBHOOK_BREAKER_THRESHOLD", 5)?,
+            webhook_disable_after: secs(&get, "WEBHOOK_DISABLE_AFTER_SECS", 3 * 86400)?,
             seed_on_start: flag(&get, "SEED_ON_START", dev)?,
             rate_limit_overrides: parse_overrides(&get("RATE_LIMIT_OVERRIDES").unwrap_or_default())
                 .map_err(|reason| ConfigError {

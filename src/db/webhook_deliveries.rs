@@ -137,7 +137,8 @@ pub async fn fan_out_many(
 /// Leases up to `limit` pending deliveries whose time has come, fairly: no webhook gets more
 /// than `per_webhook` in flight (counting the leases other runs and replicas hold), and the
 /// tenants take turns (each tenant's oldest due first, then each one's second, …), so one
-/// tenant's backlog or slow receiver never holds the others' deliveries. Only deliveries due
+/// tenant's backlog or slow receiver never holds the others' deliveries. A webhook whose
+/// breaker holds it back (`paused_until`) gets none. Only deliveries due
 /// by `due_by` are taken: a run passes its start, so it never retries what it just attempted.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
@@ -155,9 +156,11 @@ pub async fn claim(
            SELECT d.id, d.tenant_id, d.next_attempt_at, \
              row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) \
                + coalesce(b.n, 0) AS slot \
-           FROM webhook_deliveries d LEFT JOIN busy b ON b.webhook_id = d.webhook_id \
+           FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+             LEFT JOIN busy b ON b.webhook_id = d.webhook_id \
            WHERE d.status = 'PENDING' AND d.next_attempt_at <= least(now(), $5) \
-             AND (d.lease_until IS NULL OR d.lease_until < now())), \
+             AND (d.lease_until IS NULL OR d.lease_until < now()) \
+             AND (w.paused_until IS NULL OR w.paused_until <= now())), \
          turns AS ( \
            SELECT id, row_number() OVER (PARTITION BY tenant_id ORDER BY next_attempt_at, id) AS turn \
            FROM due WHERE slot <= $4), \
@@ -187,6 +190,7 @@ pub async fn claim(
 #[derive(Clone, Debug)]
 pub struct AttemptRecord {
     pub delivery_id: Uuid,
+    pub webhook_id: Uuid,
     /// The attempt's number (1 for the first POST); `None` when no POST was made.
     pub attempt: Option<i32>,
     pub started_at: DateTime<Utc>,

@@ -24,6 +24,15 @@ pub struct Webhook {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Failed POSTs in a row (reset by a delivered one).
+    pub consecutive_failures: i32,
+    /// When the current run of failures began.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The breaker holds the webhook's deliveries back until then.
+    pub paused_until: Option<DateTime<Utc>>,
+    /// When it was disabled for failing too long, and why.
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
 }
 
 impl Webhook {
@@ -57,6 +66,24 @@ pub struct WebhookChanges {
     /// `Some(None)` clears the description.
     pub description: Option<Option<String>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Reactivating a webhook closes its breaker: these are set to 0 and `None`.
+    pub consecutive_failures: Option<i32>,
+    pub failing_since: Option<Option<DateTime<Utc>>>,
+    pub paused_until: Option<Option<DateTime<Utc>>>,
+    pub disabled_at: Option<Option<DateTime<Utc>>>,
+    pub disabled_reason: Option<Option<String>>,
+}
+
+impl WebhookChanges {
+    /// Reactivation: the breaker closes and the disabled state is cleared.
+    pub fn reactivate(&mut self) {
+        self.is_active = Some(true);
+        self.consecutive_failures = Some(0);
+        self.failing_since = Some(None);
+        self.paused_until = Some(None);
+        self.disabled_at = Some(None);
+        self.disabled_reason = Some(None);
+    }
 }
 
 use crate::crypto::row_aad as aad;
@@ -187,4 +214,82 @@ pub async fn delete_webhook(
     .execute(conn)
     .await?;
     Ok(n == 1)
+}
+
+/// A webhook its breaker disabled.
+#[derive(Debug, QueryableByName)]
+pub struct DisabledWebhook {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub tenant_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub url: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub consecutive_failures: i32,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub failing_since: DateTime<Utc>,
+}
+
+/// When the breaker opens and how long it holds: after `threshold` failures in a row, for
+/// `base` doubling with each further failure up to `cap`; a webhook failing for
+/// `disable_after` is disabled.
+#[derive(Clone, Copy, Debug)]
+pub struct Breaker {
+    pub threshold: i32,
+    pub base: std::time::Duration,
+    pub cap: std::time::Duration,
+    pub disable_after: std::time::Duration,
+}
+
+/// Moves a webhook's breaker after a POST: a delivered one closes it; a failed one counts, opens
+/// it from `threshold` failures on, and disables the webhook once it has been failing for
+/// `disable_after`. Returns the webhook when this call disabled it.
+pub async fn record_outcome(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    delivered: bool,
+    error: Option<&str>,
+    breaker: &Breaker,
+) -> QueryResult<Option<DisabledWebhook>> {
+    use diesel::sql_types::{Double, Integer, Nullable, Text, Uuid as SqlUuid};
+    if delivered {
+        diesel::sql_query(
+            "UPDATE webhooks SET consecutive_failures = 0, failing_since = NULL, \
+               paused_until = NULL WHERE id = $1 AND consecutive_failures <> 0",
+        )
+        .bind::<SqlUuid, _>(id)
+        .execute(conn)
+        .await?;
+        return Ok(None);
+    }
+    diesel::sql_query(
+        "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1, \
+           failing_since = coalesce(failing_since, now()), \
+           paused_until = CASE WHEN consecutive_failures + 1 < $2 THEN NULL \
+             ELSE now() + make_interval(secs => least($4, $3 * power(2, \
+               least(consecutive_failures + 1 - $2, 30)))) END \
+         WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Integer, _>(breaker.threshold)
+    .bind::<Double, _>(breaker.base.as_secs_f64())
+    .bind::<Double, _>(breaker.cap.as_secs_f64())
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "UPDATE webhooks SET is_active = false, disabled_at = now(), updated_at = now(), \
+           disabled_reason = 'failing since ' || to_char(failing_since AT TIME ZONE 'UTC', \
+             'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || ' (' || consecutive_failures || \
+             ' failed deliveries in a row)' || coalesce(': ' || $3, '') \
+         WHERE id = $1 AND is_active AND deleted_at IS NULL \
+           AND failing_since <= now() - make_interval(secs => $2) \
+         RETURNING id, tenant_id, url, consecutive_failures, failing_since",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Double, _>(breaker.disable_after.as_secs_f64())
+    .bind::<Nullable<Text>, _>(error)
+    .get_result(conn)
+    .await
+    .optional()
 }

@@ -14,6 +14,7 @@ pub mod topics {
     pub const COMMUNICATION_CANCELLED: &str = "eventzr.cpaas.communication.cancelled.v1";
     pub const PROVIDER_FAILOVER: &str = "eventzr.cpaas.provider.failover.v1";
     pub const SMS_INBOUND: &str = "eventzr.cpaas.sms.inbound.v1";
+    pub const WEBHOOK_DISABLED: &str = "eventzr.cpaas.webhook.disabled.v1";
     pub const NOTIFY_TRANSACTIONAL_REQUESTED: &str = "eventzr.notify.transactional.requested.v1";
 
     /// Every topic this service publishes.
@@ -25,6 +26,7 @@ pub mod topics {
         COMMUNICATION_CANCELLED,
         PROVIDER_FAILOVER,
         SMS_INBOUND,
+        WEBHOOK_DISABLED,
     ];
 }
 

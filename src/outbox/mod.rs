@@ -41,6 +41,15 @@ pub enum EnqueueError {
     Query(#[from] diesel::result::Error),
 }
 
+impl From<EnqueueError> for crate::db::DbError {
+    fn from(err: EnqueueError) -> Self {
+        match err {
+            EnqueueError::NotInTransaction => Self::Query(diesel::result::Error::NotInTransaction),
+            EnqueueError::Query(e) => Self::Query(e),
+        }
+    }
+}
+
 impl From<EnqueueError> for crate::error::ApiError {
     fn from(err: EnqueueError) -> Self {
         match err {

@@ -9,14 +9,17 @@
 //! delivery is FAILED. Deliveries to one webhook are not ordered: receivers order by the
 //! event's `time` and de-duplicate by `x-cpaas-event-id`.
 
+mod fan_out;
 pub mod signature;
+
+pub use fan_out::WebhookFanOut;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use rand::Rng;
@@ -26,12 +29,12 @@ use crate::config::Settings;
 use crate::crypto::CredentialCipher;
 use crate::db::webhook_deliveries::{self as store, AttemptRecord, ClaimedDelivery, Fate};
 use crate::db::webhooks::open_webhook_secret;
+use crate::db::webhooks::{Breaker, DisabledWebhook};
 use crate::db::{DbError, DbPool};
 use crate::domain::ids::WebhookDeliveryId;
-use crate::domain::webhook::WEBHOOK_TOPICS;
+use crate::domain::ids::WebhookId;
 use crate::lifecycle::Lifecycle;
-use crate::outbox::EventHandler;
-use crate::outbox::store::ClaimedEvent;
+use crate::outbox::{CloudEvent, OutboxEvent, topics};
 
 /// Header carrying `t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub const SIGNATURE_HEADER: &str = "x-cpaas-signature";
@@ -56,6 +59,8 @@ pub struct WebhookPolicy {
     pub concurrency: usize,
     /// Deliveries in flight to one webhook at most, across runs and replicas.
     pub per_webhook: i64,
+    /// When a failing webhook is held back, and when it is disabled.
+    pub breaker: Breaker,
     pub batch_size: i64,
     pub lease: Duration,
     /// Connect to loopback and private addresses (development); otherwise host names are
@@ -76,6 +81,12 @@ impl WebhookPolicy {
             retry_window: s.webhook_retry_window,
             concurrency,
             per_webhook: s.webhook_max_in_flight.max(1),
+            breaker: Breaker {
+                threshold: s.webhook_breaker_threshold.max(1),
+                base: s.webhook_backoff_base,
+                cap: s.webhook_backoff_cap,
+                disable_after: s.webhook_disable_after,
+            },
             batch_size: BATCH as i64,
             lease: s.webhook_timeout * rounds + Duration::from_secs(30),
             allow_internal_hosts: s.webhook_allow_internal_hosts,
@@ -98,6 +109,28 @@ impl WebhookPolicy {
         }
         let delay = chrono::Duration::from_std(self.backoff(attempts)).unwrap_or_default();
         Fate::RetryAt(now + delay)
+    }
+}
+
+/// `webhook.disabled`: the breaker disabled a webhook that kept failing.
+fn disabled_event(webhook: &DisabledWebhook, last: &AttemptRecord) -> OutboxEvent {
+    OutboxEvent {
+        aggregate_type: "webhook",
+        aggregate_id: webhook.id,
+        tenant_id: Some(webhook.tenant_id),
+        event: CloudEvent::new(
+            topics::WEBHOOK_DISABLED,
+            webhook.tenant_id,
+            serde_json::json!({
+                "tenantId": webhook.tenant_id,
+                "webhookId": WebhookId::from_uuid(webhook.id).to_string(),
+                "url": webhook.url,
+                "failingSince": crate::domain::time::format(&webhook.failing_since),
+                "consecutiveFailures": webhook.consecutive_failures,
+                "lastStatusCode": last.status_code,
+                "lastError": last.error,
+            }),
+        ),
     }
 }
 
@@ -210,15 +243,33 @@ impl WebhookSender {
         }
     }
 
-    /// Records one attempt and moves its delivery on.
+    /// Records one attempt, moves its delivery on and, when a POST was made, the webhook's
+    /// breaker; a webhook this disables gets its `webhook.disabled` event in the same
+    /// transaction.
     async fn record(&self, record: &AttemptRecord) -> Result<(), DbError> {
-        use diesel_async::AsyncConnection;
         let mut conn = self.pool.get().await?;
-        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            store::record(conn, &self.owner, std::slice::from_ref(record)).await
+        let breaker = self.policy.breaker;
+        crate::db::tx::run(&mut conn, async |conn: &mut AsyncPgConnection| {
+            store::record(conn, &self.owner, std::slice::from_ref(record)).await?;
+            if record.attempt.is_none() {
+                return Ok::<_, DbError>(());
+            }
+            let delivered = record.fate == Fate::Delivered;
+            let disabled = crate::db::webhooks::record_outcome(
+                conn,
+                record.webhook_id,
+                delivered,
+                record.error.as_deref(),
+                &breaker,
+            )
+            .await?;
+            if let Some(webhook) = disabled {
+                tracing::warn!(webhook_id = %webhook.id, url = %webhook.url, failures = webhook.consecutive_failures, "webhook disabled after failing too long");
+                crate::outbox::enqueue(conn, &[disabled_event(&webhook, record)]).await?;
+            }
+            Ok(())
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Gives up this process's leases on deliveries not yet made (graceful shutdown).
@@ -232,6 +283,7 @@ impl WebhookSender {
         let started_at = Utc::now();
         let record = |attempt, status_code, error: Option<String>, fate| AttemptRecord {
             delivery_id: d.id,
+            webhook_id: d.webhook_id,
             attempt,
             started_at,
             finished_at: Utc::now(),
@@ -335,6 +387,7 @@ impl WebhookSender {
         tracing::debug!(delivery_id = %d.id, attempt, ?status_code, ?fate, elapsed_ms = elapsed.as_millis() as u64, "webhook attempt");
         AttemptRecord {
             delivery_id: d.id,
+            webhook_id: d.webhook_id,
             attempt: Some(attempt),
             started_at,
             finished_at: started_at + chrono::Duration::from_std(elapsed).unwrap_or_default(),
@@ -356,75 +409,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text.chars().take(MAX_ERROR_CHARS).collect()
 }
 
-/// The outbox handler that creates the deliveries of each lifecycle event.
-pub struct WebhookFanOut {
-    pool: DbPool,
-}
-
-impl WebhookFanOut {
-    pub fn new(pool: DbPool) -> Arc<Self> {
-        Arc::new(Self { pool })
-    }
-}
-
-#[async_trait]
-impl EventHandler for WebhookFanOut {
-    fn name(&self) -> &'static str {
-        "webhooks"
-    }
-
-    fn wants(&self, topic: &str) -> bool {
-        WEBHOOK_TOPICS.contains(&topic)
-    }
-
-    async fn handle(&self, event: &ClaimedEvent) -> Result<(), String> {
-        let Some(tenant_id) = event.tenant_id else {
-            return Ok(());
-        };
-        let event_id = event.event_id();
-        let row = store::FanOutEvent {
-            tenant_id,
-            event_id: &event_id,
-            topic: &event.topic,
-            payload: &event.payload,
-        };
-        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-        store::fan_out_many(&mut conn, &[row])
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Fans out the whole batch in one statement.
-    async fn handle_batch(
-        &self,
-        events: &[ClaimedEvent],
-        _concurrency: usize,
-    ) -> Vec<Result<(), String>> {
-        let ids: Vec<String> = events.iter().map(ClaimedEvent::event_id).collect();
-        let rows: Vec<store::FanOutEvent<'_>> = events
-            .iter()
-            .zip(&ids)
-            .filter_map(|(e, id)| {
-                Some(store::FanOutEvent {
-                    tenant_id: e.tenant_id?,
-                    event_id: id,
-                    topic: &e.topic,
-                    payload: &e.payload,
-                })
-            })
-            .collect();
-        let outcome = match self.pool.get().await {
-            Ok(mut conn) => store::fan_out_many(&mut conn, &rows)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        events.iter().map(|_| outcome.clone()).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,6 +421,12 @@ mod tests {
             retry_window: Duration::from_secs(24 * 3600),
             concurrency: 4,
             per_webhook: 2,
+            breaker: Breaker {
+                threshold: 5,
+                base: Duration::from_secs(15),
+                cap: Duration::from_secs(3600),
+                disable_after: Duration::from_secs(3 * 86400),
+            },
             batch_size: 100,
             lease: Duration::from_secs(60),
             allow_internal_hosts: false,

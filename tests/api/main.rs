@@ -39,5 +39,6 @@ mod template_previews;
 mod template_sync;
 mod templates;
 mod tenancy;
+mod webhook_breaker;
 mod webhook_delivery;
 mod webhooks;

@@ -200,7 +200,7 @@ pub async fn update_webhook(
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let body = body.into_inner();
-    let changes = WebhookChanges {
+    let mut changes = WebhookChanges {
         url: body
             .url
             .as_deref()
@@ -214,7 +214,11 @@ pub async fn update_webhook(
             None => None,
         },
         updated_at: Some(chrono::Utc::now()),
+        ..WebhookChanges::default()
     };
+    if body.is_active == Some(true) {
+        changes.reactivate();
+    }
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
     idempotency

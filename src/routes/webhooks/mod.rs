@@ -38,6 +38,24 @@ pub struct WebhookView {
     pub events: Vec<String>,
     pub is_active: bool,
     pub description: Option<String>,
+    /// `ACTIVE`; `BACKING_OFF` while its breaker holds deliveries back after failures in a
+    /// row; `DISABLED` once it failed for `WEBHOOK_DISABLE_AFTER_SECS` (PATCH `is_active: true`
+    /// to reactivate); `INACTIVE` when switched off by the tenant.
+    #[schema(example = "ACTIVE")]
+    pub state: &'static str,
+    /// Failed deliveries in a row (a delivered one resets it).
+    pub consecutive_failures: i32,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Deliveries are held back until then.
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paused_until: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
     #[serde(serialize_with = "crate::domain::time::serialize")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
@@ -48,12 +66,27 @@ pub struct WebhookView {
 
 impl WebhookView {
     pub fn from_row(row: Webhook) -> Self {
+        let state = if row.disabled_at.is_some() && !row.is_active {
+            "DISABLED"
+        } else if !row.is_active {
+            "INACTIVE"
+        } else if row.paused_until.is_some_and(|at| at > Utc::now()) {
+            "BACKING_OFF"
+        } else {
+            "ACTIVE"
+        };
         Self {
             id: WebhookId::from_uuid(row.id),
             events: row.event_names(),
             url: row.url,
             is_active: row.is_active,
             description: row.description,
+            state,
+            consecutive_failures: row.consecutive_failures,
+            failing_since: row.failing_since,
+            paused_until: row.paused_until,
+            disabled_at: row.disabled_at,
+            disabled_reason: row.disabled_reason,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
