@@ -146,7 +146,7 @@ impl Delivery {
             let mut half_open: Vec<Uuid> = Vec::new();
             let mut out: Vec<(Uuid, Result<Prepared, Step>)> = Vec::new();
             let mut events_out = Vec::new();
-            let mut going: Vec<(Message, Provider, FailoverFrom, Uuid)> = Vec::new();
+            let mut going: Vec<(Message, Provider, FailoverFrom, Uuid, bool)> = Vec::new();
             for locked in store::lock_queued(conn, ids).await? {
                 let message = locked.message;
                 if locked.next_attempt_at.is_some_and(|at| at > now)
@@ -173,7 +173,13 @@ impl Delivery {
                     Route::Use {
                         provider,
                         failover_from,
-                    } => going.push((message, *provider, failover_from, Uuid::now_v7())),
+                    } => going.push((
+                        message,
+                        *provider,
+                        failover_from,
+                        Uuid::now_v7(),
+                        locked.progress.ambiguous,
+                    )),
                     Route::Wait(after) => {
                         store::postpone(conn, message.id, after).await?;
                         out.push((message.id, Err(Step::RetryLater)));
@@ -192,7 +198,7 @@ impl Delivery {
             if !going.is_empty() {
                 let attempts: Vec<store::NewAttempt> = going
                     .iter()
-                    .map(|(message, provider, _, attempt_id)| store::NewAttempt {
+                    .map(|(message, provider, _, attempt_id, _)| store::NewAttempt {
                         id: *attempt_id,
                         message,
                         provider,
@@ -208,7 +214,7 @@ impl Delivery {
                         .into_iter()
                         .map(|m| (m.id, m))
                         .collect();
-                for (message, provider, failover_from, attempt_id) in going {
+                for (message, provider, failover_from, attempt_id, ambiguous) in going {
                     let Some(updated) = updated.get(&message.id) else {
                         continue;
                     };
@@ -228,6 +234,7 @@ impl Delivery {
                             attempt_id,
                             provider,
                             outbound,
+                            after_ambiguous: ambiguous.then_some(message.created_at),
                         }),
                     ));
                 }

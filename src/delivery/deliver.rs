@@ -5,14 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::policy::{DeliveryError, DeliveryPolicy, Step};
+use super::policy::{AMBIGUOUS_OUTCOME, DeliveryError, DeliveryPolicy, Step};
 use crate::db::DbPool;
 use crate::db::providers::Provider;
+use crate::domain::provider_kind::ON_AMBIGUOUS;
 use crate::metrics::Metrics;
 use crate::providers::registry::ProviderRegistry;
-use crate::providers::{OutboundMessage, SendOutcome};
+use crate::providers::{Lookup, OutboundMessage, SendOutcome};
 
 /// The delivery service.
 pub struct Delivery {
@@ -28,6 +30,9 @@ pub(super) struct Prepared {
     pub attempt_id: Uuid,
     pub provider: Provider,
     pub outbound: OutboundMessage,
+    /// The try before this one had an ambiguous outcome; the first try was made after this
+    /// time (the message's creation). The provider is asked before any resend.
+    pub after_ambiguous: Option<DateTime<Utc>>,
 }
 
 /// An attempt made: what the provider answered, and how long it took.
@@ -35,6 +40,39 @@ pub(super) struct Made {
     pub prepared: Prepared,
     pub outcome: SendOutcome,
     pub latency: Duration,
+    /// How an ambiguous try before this one was settled, as shown on the attempt.
+    pub settled: Option<Settled>,
+}
+
+/// How a try after an ambiguous outcome went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// The provider's look-up found the first send: nothing was sent again.
+    Found,
+    /// The look-up found nothing, so the resend cannot duplicate it.
+    ResentNotFound,
+    /// No look-up (or it failed) and `on_ambiguous` is `resend`.
+    Resent,
+}
+
+impl Settled {
+    /// The attempt's outcome when accepted, and the note recorded with it.
+    pub fn outcome_and_note(self) -> (&'static str, &'static str) {
+        match self {
+            Settled::Found => (
+                "RECONCILED",
+                "the provider's look-up found the earlier send; nothing was sent again",
+            ),
+            Settled::ResentNotFound => (
+                "ACCEPTED",
+                "resent after an ambiguous outcome: the provider's look-up had no such message",
+            ),
+            Settled::Resent => (
+                "ACCEPTED",
+                "resent after an ambiguous outcome (config.on_ambiguous is resend)",
+            ),
+        }
+    }
 }
 
 impl Made {
@@ -75,11 +113,45 @@ impl Delivery {
         }
     }
 
-    /// Makes one prepared provider call.
+    /// Makes one prepared provider call. After an ambiguous outcome the provider is asked
+    /// first, where it can be: a send it took is not made again. Where it cannot be asked,
+    /// `config.on_ambiguous` decides: `resend` (the default) or `fail`.
     pub(super) async fn call(&self, prepared: Prepared) -> Made {
         let started = Instant::now();
+        let mut settled = None;
         let outcome = match self.registry.client(&prepared.provider) {
-            Ok(client) => client.send(&prepared.outbound).await,
+            Ok(client) => match prepared.after_ambiguous {
+                None => client.send(&prepared.outbound).await,
+                Some(since) => match client.lookup(&prepared.outbound, since).await {
+                    Lookup::Found {
+                        provider_message_id,
+                    } => {
+                        settled = Some(Settled::Found);
+                        SendOutcome::Accepted {
+                            provider_message_id,
+                            cost_usd_micros: None,
+                        }
+                    }
+                    Lookup::NotFound => {
+                        settled = Some(Settled::ResentNotFound);
+                        client.send(&prepared.outbound).await
+                    }
+                    Lookup::Unsupported | Lookup::Failed(_)
+                        if fails_on_ambiguous(&prepared.provider) =>
+                    {
+                        SendOutcome::PermanentFailure {
+                            code: AMBIGUOUS_OUTCOME.into(),
+                            message: "the provider may have taken the earlier try and cannot \
+                                      be asked; config.on_ambiguous is fail"
+                                .into(),
+                        }
+                    }
+                    Lookup::Unsupported | Lookup::Failed(_) => {
+                        settled = Some(Settled::Resent);
+                        client.send(&prepared.outbound).await
+                    }
+                },
+            },
             Err(e) => SendOutcome::PermanentFailure {
                 code: "PROVIDER_MISCONFIGURED".into(),
                 message: e.to_string(),
@@ -93,6 +165,16 @@ impl Delivery {
             prepared,
             outcome,
             latency,
+            settled,
         }
     }
+}
+
+/// Whether the provider's `config.on_ambiguous` is `fail`.
+fn fails_on_ambiguous(provider: &Provider) -> bool {
+    provider
+        .config
+        .get(ON_AMBIGUOUS)
+        .and_then(serde_json::Value::as_str)
+        == Some("fail")
 }

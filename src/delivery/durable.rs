@@ -72,6 +72,15 @@ pub(super) fn accepted_attempts(made: &[Made]) -> AcceptedAttempts {
             out.latencies_ms.push(m.latency_ms());
             out.provider_message_ids.push(provider_message_id.clone());
             out.costs.push(*cost_usd_micros);
+            let (outcome, note) = match m.settled {
+                Some(settled) => {
+                    let (outcome, note) = settled.outcome_and_note();
+                    (outcome, Some(note.to_owned()))
+                }
+                None => ("ACCEPTED", None),
+            };
+            out.outcomes.push(outcome.to_owned());
+            out.notes.push(note);
         }
     }
     out

@@ -178,6 +178,10 @@ pub struct AcceptedAttempts {
     pub latencies_ms: Vec<i32>,
     pub provider_message_ids: Vec<String>,
     pub costs: Vec<Option<i64>>,
+    /// `ACCEPTED`, or `RECONCILED` when a look-up found an earlier send.
+    pub outcomes: Vec<String>,
+    /// How an ambiguous try before was settled, when one was.
+    pub notes: Vec<Option<String>>,
 }
 
 /// Records accepted attempts: outcome, latency, the provider's message id and price.
@@ -187,11 +191,11 @@ pub async fn finish_accepted_attempts(
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
     diesel::sql_query(
-        "UPDATE message_attempts a SET finished_at = $5, outcome = 'ACCEPTED', \
-           error_code = NULL, error_message = NULL, latency_ms = v.latency_ms, \
+        "UPDATE message_attempts a SET finished_at = $5, outcome = v.outcome, \
+           error_code = NULL, error_message = v.note, latency_ms = v.latency_ms, \
            provider_message_id = v.provider_message_id, cost_usd_micros = v.cost \
-         FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int8[]) \
-           AS v(id, latency_ms, provider_message_id, cost) \
+         FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::int8[], $6::text[], $7::text[]) \
+           AS v(id, latency_ms, provider_message_id, cost, outcome, note) \
          WHERE a.id = v.id AND a.id = ANY($1)",
     )
     .bind::<Array<SqlUuid>, _>(&accepted.attempt_ids)
@@ -199,6 +203,8 @@ pub async fn finish_accepted_attempts(
     .bind::<Array<Text>, _>(&accepted.provider_message_ids)
     .bind::<Array<Nullable<BigInt>>, _>(&accepted.costs)
     .bind::<Timestamptz, _>(now)
+    .bind::<Array<Text>, _>(&accepted.outcomes)
+    .bind::<Array<Nullable<Text>>, _>(&accepted.notes)
     .cached()
     .execute(conn)
     .await
@@ -369,7 +375,7 @@ pub async fn lock_accepted_sending(
          FROM messages m JOIN message_attempts a \
            ON a.message_id = m.id AND a.attempt_number = m.attempts \
          WHERE m.status = 'SENDING' AND m.updated_at < now() - make_interval(secs => $1) \
-           AND a.outcome = 'ACCEPTED' AND a.provider_message_id IS NOT NULL \
+           AND a.outcome IN ('ACCEPTED', 'RECONCILED') AND a.provider_message_id IS NOT NULL \
          ORDER BY m.id LIMIT $2 \
          FOR UPDATE OF m SKIP LOCKED",
     )

@@ -210,14 +210,31 @@ impl ProviderKind {
     }
 }
 
+/// `config` settings every kind takes.
+pub const COMMON_CONFIG: [&str; 1] = [ON_AMBIGUOUS];
+
+/// `config.on_ambiguous`: after an ambiguous outcome (a timeout once the request was sent), on
+/// a provider that cannot be asked whether it took the message: `resend` (the default) or
+/// `fail`.
+pub const ON_AMBIGUOUS: &str = "on_ambiguous";
+
 fn check_known(
     section: &str,
     map: &Map<String, Value>,
     settings: &[Setting],
 ) -> Result<(), String> {
+    let common: &[&str] = if section == "config" {
+        &COMMON_CONFIG
+    } else {
+        &[]
+    };
     for key in map.keys() {
-        if !settings.iter().any(|s| s.name == key) {
-            let known: Vec<&str> = settings.iter().map(|s| s.name).collect();
+        if !settings.iter().any(|s| s.name == key) && !common.contains(&key.as_str()) {
+            let known: Vec<&str> = settings
+                .iter()
+                .map(|s| s.name)
+                .chain(common.iter().copied())
+                .collect();
             return Err(format!(
                 "{section}.{key} is not a setting of this kind (known: {})",
                 if known.is_empty() {
@@ -241,6 +258,10 @@ fn non_empty_string<'a>(field: &str, value: &'a Value) -> Result<&'a str, String
 fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<(), String> {
     let field = format!("config.{key}");
     match (kind, key) {
+        (_, ON_AMBIGUOUS) => match value.as_str() {
+            Some("resend" | "fail") => Ok(()),
+            _ => Err(format!("{field} must be \"resend\" or \"fail\"")),
+        },
         (_, "base_url") | (ProviderKind::AwsSns | ProviderKind::AwsSes, "sns_cert_base_url") => {
             let s = non_empty_string(&field, value)?;
             match url::Url::parse(s) {

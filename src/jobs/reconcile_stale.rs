@@ -52,7 +52,7 @@ pub async fn run(
                               AND updated_at < now() - make_interval(secs => $1) \
                               AND NOT EXISTS (SELECT 1 FROM message_attempts a \
                                 WHERE a.message_id = m.id AND a.attempt_number = m.attempts \
-                                  AND a.outcome = 'ACCEPTED') \
+                                  AND a.outcome IN ('ACCEPTED', 'RECONCILED')) \
                               FOR UPDATE OF m SKIP LOCKED) \
                  RETURNING id",
             )

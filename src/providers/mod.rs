@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -232,4 +233,23 @@ pub trait ProviderClient: Send + Sync {
     /// Makes one cheap authenticated call that sends nothing, to learn whether the provider
     /// answers and accepts the credentials (the health job probes open circuits with it).
     async fn probe(&self) -> Result<(), CallError>;
+
+    /// Asks the provider whether it took `message` since `since` (after an ambiguous outcome,
+    /// before any resend). Providers without such a look-up answer `Unsupported`.
+    async fn lookup(&self, _message: &OutboundMessage, _since: DateTime<Utc>) -> Lookup {
+        Lookup::Unsupported
+    }
+}
+
+/// What a provider's look-up found of a message we may have sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// It took the message: this is its id.
+    Found { provider_message_id: String },
+    /// It has no such message: a resend cannot duplicate it.
+    NotFound,
+    /// The provider offers no look-up.
+    Unsupported,
+    /// The look-up itself failed.
+    Failed(String),
 }

@@ -11,14 +11,18 @@
 //!   (`?message_id=msg_…`), which Twilio calls back verbatim. Without a callback URL nothing
 //!   carries it and callbacks correlate by `MessageSid` alone.
 //! - Probe: `GET {base}/2010-04-01/Accounts/{account_sid}.json`, Basic (the account record).
+//! - Look-up after an ambiguous outcome: `GET …/Messages.json?To=…&DateSent>=YYYY-MM-DD` (and
+//!   `From` when configured), newest first; a message to the same address with the same body,
+//!   created since the first attempt, is the one we sent.
 //! - Errors `{code, message}`: 20429 is a rate limit; 21211, 21606, 21610 and 21614 are
 //!   permanent whatever the status; otherwise the status decides.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::http::{self, Hint, ProviderError, Reply};
-use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use super::{CallError, Lookup, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
 use crate::domain::{Channel, ProviderKind};
 
 const DEFAULT_BASE: &str = "https://api.twilio.com";
@@ -171,6 +175,62 @@ impl ProviderClient for TwilioClient {
             .get(format!("{}.json", self.account_url))
             .basic_auth(&self.account_sid, Some(&self.auth_token));
         http::call(request, error).await.map(drop)
+    }
+
+    async fn lookup(&self, message: &OutboundMessage, since: DateTime<Utc>) -> Lookup {
+        if !matches!(message.channel, Channel::Sms | Channel::Whatsapp) {
+            return Lookup::Unsupported;
+        }
+        let form = self.message_form(message);
+        let to = form
+            .iter()
+            .find(|(k, _)| *k == "To")
+            .map(|(_, v)| v.clone());
+        let mut query = vec![
+            ("To", to.clone().unwrap_or_default()),
+            (
+                "DateSent>",
+                (since - chrono::Duration::days(1))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
+            ("PageSize", "50".to_owned()),
+        ];
+        if let Some((_, from)) = form.iter().find(|(k, _)| *k == "From") {
+            query.push(("From", from.clone()));
+        }
+        let request = self
+            .http
+            .get(format!("{}/Messages.json", self.account_url))
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .query(&query);
+        let reply = match http::call(request, error).await {
+            Ok(reply) => reply,
+            Err(e) => return Lookup::Failed(e.to_string()),
+        };
+        let Some(listed) = reply.json() else {
+            return Lookup::Failed("the message list is not JSON".into());
+        };
+        let found = listed
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|m| {
+                m.get("to").and_then(Value::as_str) == to.as_deref()
+                    && m.get("body").and_then(Value::as_str) == Some(message.body.as_str())
+                    && m.get("date_created")
+                        .and_then(Value::as_str)
+                        .and_then(|d| DateTime::parse_from_rfc2822(d).ok())
+                        .is_none_or(|d| d >= since - chrono::Duration::seconds(60))
+            })
+            .and_then(|m| m.get("sid").and_then(Value::as_str));
+        match found {
+            Some(sid) => Lookup::Found {
+                provider_message_id: sid.to_owned(),
+            },
+            None => Lookup::NotFound,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod ambiguous;
 mod auth_login;
 mod auth_password;
 mod auth_refresh;
