@@ -107,6 +107,11 @@ pub async fn clear_requests(state: web::Data<MockState>) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
+/// `GET /_mock/tally`.
+pub async fn tally(state: web::Data<MockState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.tally())
+}
+
 /// `GET /_mock/stats`.
 pub async fn stats(state: web::Data<MockState>) -> HttpResponse {
     HttpResponse::Ok().json(state.stats())

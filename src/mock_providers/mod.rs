@@ -32,6 +32,8 @@
 //! - `GET /_mock/requests?kind=&limit=`: the last 10 000 requests (kind, path, our message id
 //!   where the format carries one, recipient, the id answered, outcome, time).
 //! - `GET /_mock/stats`: counts per kind and outcome. `DELETE /_mock/requests` clears both.
+//! - `GET /_mock/tally`: every message id the mocks took (answered as accepted), how often and
+//!   when first, kept without limit (`distinct`, `duplicated`, `messages`), for long runs.
 //! - `GET /_mock/templates` shows the template catalogue every business account lists;
 //!   `PUT /_mock/templates` `{templates: [{name, language, status, category?}]}` replaces it;
 //!   `DELETE` restores the default one.
@@ -69,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/requests", web::get().to(control::list_requests))
             .route("/requests", web::delete().to(control::clear_requests))
             .route("/stats", web::get().to(control::stats))
+            .route("/tally", web::get().to(control::tally))
             .route("/templates", web::get().to(account::get_templates))
             .route("/templates", web::put().to(account::set_templates))
             .route("/templates", web::delete().to(account::reset_templates)),

@@ -2,7 +2,7 @@
 //! "fail the next n requests" is exact under load), counters per kind and outcome (atomics),
 //! and a ring of the last [`RING_CAPACITY`] requests (a mutex held only to push or copy).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -93,6 +93,16 @@ pub struct MockState {
     counters: [[AtomicU64; Outcome::ALL.len()]; MockKind::ALL.len()],
     seq: AtomicU64,
     ring: Mutex<VecDeque<RecordedRequest>>,
+    /// Every message id answered as taken, with how many times and when first: a tally that
+    /// never rolls over, so long runs can count lost and duplicated sends.
+    tally: Mutex<HashMap<String, Taken>>,
+}
+
+/// How often one message id was taken, and when first.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Taken {
+    pub count: u32,
+    pub first_at: DateTime<Utc>,
 }
 
 impl Default for MockState {
@@ -102,6 +112,7 @@ impl Default for MockState {
             counters: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             seq: AtomicU64::new(0),
             ring: Mutex::new(VecDeque::with_capacity(RING_CAPACITY)),
+            tally: Mutex::default(),
         }
     }
 }
@@ -181,6 +192,19 @@ impl MockState {
 
     fn record(&self, kind: MockKind, path: &str, seen: Seen, outcome: Outcome) {
         self.counters[kind.index()][outcome as usize].fetch_add(1, Ordering::Relaxed);
+        if let (Some(id), Outcome::Ok | Outcome::Delayed) = (&seen.message_id, outcome) {
+            let mut tally = self
+                .tally
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            tally
+                .entry(id.clone())
+                .and_modify(|t| t.count += 1)
+                .or_insert(Taken {
+                    count: 1,
+                    first_at: Utc::now(),
+                });
+        }
         let entry = RecordedRequest {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             kind,
@@ -241,8 +265,26 @@ impl MockState {
         serde_json::json!({"total": total, "kinds": kinds})
     }
 
+    /// The tally of taken message ids: how many, how many more than once, and each one.
+    pub fn tally(&self) -> serde_json::Value {
+        let tally = self
+            .tally
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let duplicated = tally.values().filter(|t| t.count > 1).count();
+        serde_json::json!({
+            "distinct": tally.len(),
+            "duplicated": duplicated,
+            "messages": &*tally,
+        })
+    }
+
     /// Forgets every request and zeroes the counters.
     pub fn clear(&self) {
+        self.tally
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
         self.ring
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -271,6 +313,38 @@ mod tests {
         assert_eq!(state.take(MockKind::Twilio).mode, Mode::Ok);
         assert_eq!(state.behaviour(MockKind::Twilio), Behaviour::OK);
         assert_eq!(state.take(MockKind::Vonage).mode, Mode::Ok);
+    }
+
+    #[test]
+    fn the_tally_counts_taken_message_ids_without_rolling_over() {
+        let state = MockState::default();
+        let seen = |id: &str| Seen {
+            message_id: Some(id.to_owned()),
+            ..Seen::default()
+        };
+        for n in 0..RING_CAPACITY + 10 {
+            state.record(
+                MockKind::Vonage,
+                "/sms/json",
+                seen(&format!("msg_{n}")),
+                Outcome::Ok,
+            );
+        }
+        state.record(MockKind::Vonage, "/sms/json", seen("msg_3"), Outcome::Ok);
+        state.record(
+            MockKind::Vonage,
+            "/sms/json",
+            seen("msg_x"),
+            Outcome::Fail5xx,
+        );
+        let tally = state.tally();
+        assert_eq!(tally["distinct"], RING_CAPACITY + 10);
+        assert_eq!(tally["duplicated"], 1);
+        assert_eq!(tally["messages"]["msg_3"]["count"], 2);
+        assert!(
+            tally["messages"].get("msg_x").is_none(),
+            "a refused send is not taken"
+        );
     }
 
     #[test]

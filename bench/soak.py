@@ -1,0 +1,87 @@
+"""Soak: steady sends for DURATION seconds at RATE per second; per WINDOW, the p99 from the 202
+to the mock taking the call; the service's RSS at the start and the end; lost and duplicated
+messages from the mock's tally (which never rolls over)."""
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime
+
+port, mock_port, token, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rate = int(os.environ.get("RATE", "200"))
+duration = int(os.environ.get("DURATION", "1800"))
+window = int(os.environ.get("WINDOW", "300"))
+workers = 16
+accepted = {}
+errors = [0]
+lock = threading.Lock()
+start = time.time() + 0.5
+total = rate * duration
+
+
+def rss_mib():
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker(index):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for n in range(index, total, workers):
+        due = start + n / rate
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        body = json.dumps({"channel": "SMS", "recipient": "+14155552671", "message_body": f"Code {n:06d}"})
+        try:
+            conn.request("POST", "/cpaas/v1/messages", body,
+                         {"content-type": "application/json", "authorization": f"Bearer {token}"})
+            res = conn.getresponse()
+            payload = res.read()
+            at = time.time()
+            if res.status == 202:
+                with lock:
+                    accepted[json.loads(payload)["data"]["id"]] = at
+            else:
+                with lock:
+                    errors[0] += 1
+        except Exception:
+            with lock:
+                errors[0] += 1
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+
+time.sleep(0.4)
+rss_start = rss_mib()
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+time.sleep(5)
+rss_end = rss_mib()
+conn = http.client.HTTPConnection("127.0.0.1", mock_port, timeout=60)
+conn.request("GET", "/_mock/tally")
+tally = json.loads(conn.getresponse().read())["messages"]
+lost = [m for m in accepted if m not in tally]
+duplicated = [m for m in accepted if tally.get(m, {}).get("count", 0) > 1]
+windows = {}
+for m, at in accepted.items():
+    taken = tally.get(m)
+    if taken:
+        first = datetime.fromisoformat(taken["first_at"].replace("Z", "+00:00")).timestamp()
+        windows.setdefault(int((at - start) // window), []).append((first - at) * 1000)
+print(f"sent {total} at {rate}/s for {duration}s: accepted {len(accepted)}, errors {errors[0]}")
+for w in sorted(windows):
+    lat = sorted(windows[w])
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    print(f"  window {w * window:>5}-{(w + 1) * window}s: {len(lat)} messages, "
+          f"p50 {lat[len(lat) // 2]:.1f} ms, p99 {p99:.1f} ms")
+growth = (rss_end - rss_start) / rss_start * 100 if rss_start else 0.0
+print(f"RSS {rss_start:.1f} MiB at the start, {rss_end:.1f} MiB at the end ({growth:+.1f} %)")
+print(f"lost {len(lost)}, duplicated {len(duplicated)}")
+sys.exit(1 if lost or duplicated else 0)
