@@ -62,11 +62,28 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-time.sleep(5)
 rss_end = rss_mib()
-conn = http.client.HTTPConnection("127.0.0.1", mock_port, timeout=60)
-conn.request("GET", "/_mock/tally")
-tally = json.loads(conn.getresponse().read())["messages"]
+sent_at_end = time.time()
+
+
+def read_tally():
+    conn = http.client.HTTPConnection("127.0.0.1", mock_port, timeout=60)
+    conn.request("GET", "/_mock/tally")
+    return json.loads(conn.getresponse().read())["messages"]
+
+
+# A message is lost only when the backlog has drained and the mock never took it: wait while
+# the mock keeps taking messages (up to DRAIN_WAIT seconds, default 900).
+drain_wait = int(os.environ.get("DRAIN_WAIT", "900"))
+tally, last, still = read_tally(), -1, time.time()
+while time.time() - sent_at_end < drain_wait and any(m not in tally for m in accepted):
+    time.sleep(5)
+    tally = read_tally()
+    if len(tally) != last:
+        last, still = len(tally), time.time()
+    elif time.time() - still > 60:
+        break
+backlog_secs = time.time() - sent_at_end
 lost = [m for m in accepted if m not in tally]
 duplicated = [m for m in accepted if tally.get(m, {}).get("count", 0) > 1]
 windows = {}
@@ -83,5 +100,6 @@ for w in sorted(windows):
           f"p50 {lat[len(lat) // 2]:.1f} ms, p99 {p99:.1f} ms")
 growth = (rss_end - rss_start) / rss_start * 100 if rss_start else 0.0
 print(f"RSS {rss_start:.1f} MiB at the start, {rss_end:.1f} MiB at the end ({growth:+.1f} %)")
+print(f"backlog drained {backlog_secs:.0f} s after the last send")
 print(f"lost {len(lost)}, duplicated {len(duplicated)}")
 sys.exit(1 if lost or duplicated else 0)

@@ -121,6 +121,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let app = Application::build(settings.clone()).await?;
         tracing::info!(addr = %settings.listen_addr, port = app.port(), "listening");
         let state = app.state().clone();
+        app.stop_on_signal();
         app.run_until_stopped().await?;
         cpaas::startup::shutdown(&state).await;
         tracing::info!("stopped");

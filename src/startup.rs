@@ -179,7 +179,23 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the server is stopped (SIGTERM or SIGINT stop it gracefully).
+    /// On SIGTERM or SIGINT: no drain claims and no job starts any more, and the HTTP server
+    /// stops gracefully (it finishes the requests in flight), which ends `run_until_stopped`.
+    pub fn stop_on_signal(&self) {
+        let server = self.server.handle();
+        let lifecycle = self.state.jobs.lifecycle.clone();
+        actix_web::rt::spawn(async move {
+            let signal = wait_for_stop_signal().await;
+            tracing::info!(
+                signal,
+                "stopping: no new work; the HTTP server finishes its requests"
+            );
+            lifecycle.stop();
+            server.stop(true).await;
+        });
+    }
+
+    /// Serves until the server is stopped (`stop_on_signal`, or its handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
@@ -261,6 +277,9 @@ fn serve(
             .default_service(web::to(routes::fallback::not_found))
     })
     .listen(listener)?
+    // SIGTERM and SIGINT are handled by `stop_on_signal`, which also stops the drains and jobs
+    // the moment the signal comes.
+    .disable_signals()
     .shutdown_timeout(30)
     .client_request_timeout(Duration::from_secs(30));
     if let Some(workers) = workers {
@@ -301,4 +320,22 @@ pub async fn shutdown(state: &AppState) -> bool {
         Err(e) => tracing::warn!(error = %e, "could not release webhook delivery leases"),
     }
     finished
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
 }
