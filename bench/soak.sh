@@ -30,8 +30,20 @@ pids=()
 cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ "${autovacuum_was:-on}" != on ]; then
+    pg_url "$ADMIN_URL" -q -c "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" >/dev/null || true
+  fi
 }
 trap cleanup EXIT
+
+# A soak measures the service against a server that vacuums and analyses as production ones do.
+# A test server may run with autovacuum off (it is on this project's CI machines); turn it on
+# for the run and put the setting back afterwards.
+autovacuum_was=$(pg_url "$ADMIN_URL" -At -c "show autovacuum")
+if [ "$autovacuum_was" != on ]; then
+  step "autovacuum is $autovacuum_was on this server: on for the soak, restored at the end"
+  pg_url "$ADMIN_URL" -q -c "ALTER SYSTEM SET autovacuum = on" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 "$BIN" mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
 pids+=($!)
 DATABASE_URL=$DB_URL LISTEN_ADDR=127.0.0.1:$PORT APP_ENV=development SEED_ON_START=true \

@@ -8,6 +8,11 @@
 //! jitter until the retry window (24 hours by default) has passed since the event, then the
 //! delivery is FAILED. Deliveries to one webhook are not ordered: receivers order by the
 //! event's `time` and de-duplicate by `x-cpaas-event-id`.
+//!
+//! Fairness: a run keeps `concurrency` POSTs in flight and records each as it ends; a claim
+//! gives no webhook more than `per_webhook` in flight and lets tenants take turns. Each webhook
+//! has a breaker: failures in a row hold its deliveries back, and failing for `disable_after`
+//! disables it with a `webhook.disabled` event.
 
 mod fan_out;
 pub mod signature;
