@@ -8,36 +8,21 @@ use serde_json::{Value, json};
 
 use crate::helpers::proxy::Proxy;
 use crate::helpers::{
-    INTERNAL_KEY, TestApp, json, key_path, nats_url, spawn_app, spawn_app_with, spawn_on,
-    stream_messages, with_nats,
+    INTERNAL_KEY, TestApp, json, nats_url, spawn_app, spawn_app_with, spawn_on, stream_messages,
+    with_nats,
 };
 use crate::messages::{count, sender, sms};
 
 fn spawn_binary(app: &TestApp, stream: &str, prefix: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cpaas"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &app.database_url)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("APP_ENV", "development")
-        .env("SEED_ON_START", "false")
-        .env("JWT_PRIVATE_KEY_PATH", key_path())
-        .env("CPAAS_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY)
-        .env("NATS_URL", nats_url())
-        .env("NATS_STREAM", stream)
-        .env("NATS_SUBJECT_PREFIX", prefix)
-        .env("OUTBOX_ENABLED", "true")
-        .env("SCHEDULER_ENABLED", "false")
-        .env("CONSUMERS_ENABLED", "false")
-        .env("OUTBOX_BATCH_SIZE", "100")
-        .env("OUTBOX_LEASE_SECS", "2")
-        .env("DATABASE_POOL_SIZE", "8")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts")
+    crate::helpers::serve_binary(
+        app,
+        &[
+            ("NATS_URL", nats_url()),
+            ("NATS_STREAM", stream.to_owned()),
+            ("NATS_SUBJECT_PREFIX", prefix.to_owned()),
+            ("OUTBOX_LEASE_SECS", "2".to_owned()),
+        ],
+    )
 }
 
 async fn wait_until(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, tries: usize) -> i64 {

@@ -1,37 +1,17 @@
 //! A rolling deploy under load: SIGTERM to the real binary while it drains, then a restart.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::delivery::{tenant_with, twilio};
 use crate::faults::{TimedTwilio, accept_many};
-use crate::helpers::{TestApp, key_path, spawn_app};
+use crate::helpers::{TestApp, spawn_app};
 use crate::messages::count;
 
 fn spawn_binary(app: &TestApp) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cpaas"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &app.database_url)
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("APP_ENV", "development")
-        .env("SEED_ON_START", "false")
-        .env("JWT_PRIVATE_KEY_PATH", key_path())
-        .env("CPAAS_ENCRYPTION_KEY", crate::helpers::ENCRYPTION_KEY)
-        .env("OUTBOX_ENABLED", "true")
-        .env("SCHEDULER_ENABLED", "false")
-        .env("CONSUMERS_ENABLED", "false")
-        .env("OUTBOX_BATCH_SIZE", "100")
-        .env("SHUTDOWN_DEADLINE_SECS", "20")
-        .env("DATABASE_POOL_SIZE", "8")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts")
+    crate::helpers::serve_binary(app, &[("SHUTDOWN_DEADLINE_SECS", "20".to_owned())])
 }
 
 async fn wait_for(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, within: Duration) -> i64 {

@@ -204,6 +204,26 @@ impl TestApp {
         body["data"].clone()
     }
 
+    /// `internal_post` on a task of its own, for calls that run while the test does more.
+    pub fn internal_post_in_background(
+        &self,
+        path: &str,
+    ) -> actix_web::rt::task::JoinHandle<Value> {
+        let client = self.client.clone();
+        let url = self.url(path);
+        actix_web::rt::spawn(async move {
+            let res = client
+                .post(url)
+                .header("x-internal-api-key", INTERNAL_KEY)
+                .send()
+                .await
+                .expect("request");
+            let (status, body) = json(res).await;
+            assert_eq!(status, 200, "{body}");
+            body["data"].clone()
+        })
+    }
+
     /// A request with an optional bearer token and JSON body.
     pub async fn request(
         &self,
@@ -274,4 +294,32 @@ pub async fn json(res: Response) -> (u16, Value) {
 /// The `error.code` of an envelope.
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+/// Starts the real binary (`cpaas serve`) on the test's database with the outbox actor on and
+/// the scheduler and consumers off; `extra` adds or overrides settings.
+pub fn serve_binary(app: &TestApp, extra: &[(&str, String)]) -> std::process::Child {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cpaas"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("APP_ENV", "development")
+        .env("SEED_ON_START", "false")
+        .env("JWT_PRIVATE_KEY_PATH", key_path())
+        .env("CPAAS_ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .env("OUTBOX_ENABLED", "true")
+        .env("SCHEDULER_ENABLED", "false")
+        .env("CONSUMERS_ENABLED", "false")
+        .env("OUTBOX_BATCH_SIZE", "100")
+        .env("DATABASE_POOL_SIZE", "8")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    command.spawn().expect("the binary starts")
 }
