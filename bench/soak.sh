@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 PORT=${PORT:-18083}
 MOCK_PORT=${MOCK_PORT:-19093}
@@ -44,27 +46,7 @@ if [ "$autovacuum_was" != on ]; then
   step "autovacuum is $autovacuum_was on this server: on for the soak, restored at the end"
   pg_url "$ADMIN_URL" -q -c "ALTER SYSTEM SET autovacuum = on" -c "SELECT pg_reload_conf()" >/dev/null
 fi
-"$BIN" mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
-pids+=($!)
-DATABASE_URL=$DB_URL LISTEN_ADDR=127.0.0.1:$PORT APP_ENV=development SEED_ON_START=true \
-  DEV_KEYS_DIR=/tmp/cpaas-bench-keys DATABASE_POOL_SIZE=16 LOG_FORMAT=json RUST_LOG=warn \
-  NATS_URL=$NATS NATS_STREAM=SOAK_$RUN NATS_SUBJECT_PREFIX=soak$RUN. CONSUMERS_ENABLED=false \
-  RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 ACCESS_TOKEN_TTL_SECS=86400 \
-  "$BIN" serve >/dev/null 2>&1 &
-svc=$!
-pids+=("$svc")
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/_internal/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-login() {
-  curl -fsS "http://127.0.0.1:$PORT/auth/v1/login" -H 'content-type: application/json' \
-    -d "{\"email\":\"$1\",\"password\":\"Password123!\"}" | sed -E 's/.*"accessToken":"([^"]+)".*/\1/'
-}
-ADMIN=$(login admin@eventzr.com)
-curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/providers" -H "authorization: Bearer $ADMIN" \
-  -H 'content-type: application/json' -o /dev/null -d "{\"name\":\"vonage-mock\",\"kind\":\"VONAGE\",\"priority\":1,
-  \"config\":{\"from\":\"Eventzr\",\"base_url\":\"http://127.0.0.1:$MOCK_PORT\"},
-  \"credentials\":{\"api_key\":\"k\",\"api_secret\":\"s\",\"signature_secret\":\"x\"}}"
+TAG=soak
+start_vonage_stack ACCESS_TOKEN_TTL_SECS=86400
 step "sending at ${RATE:-200}/s for ${DURATION:-1800}s, windows of ${WINDOW:-300}s"
-python3 bench/soak.py "$PORT" "$MOCK_PORT" "$(login dev@eventzr.com)" "$svc"
+python3 bench/soak.py "$PORT" "$MOCK_PORT" "$(bench_login dev@eventzr.com)" "$svc"
