@@ -1,6 +1,7 @@
 """Soak: steady sends for DURATION seconds at RATE per second; per WINDOW, the p99 from the 202
-to the mock taking the call; the service's RSS at the start and the end; lost and duplicated
-messages from the mock's tally (which never rolls over)."""
+to the mock taking the call and the service's RSS at the window's end; the RSS at the start
+(idle, before the first send) and the end; lost and duplicated messages from the mock's tally
+(which never rolls over)."""
 import http.client
 import json
 import os
@@ -55,9 +56,22 @@ def worker(index):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
 
+rss_at_window_end = {}
+
+
+def sample_rss():
+    w = 0
+    while w * window < duration:
+        time.sleep(max(0.0, start + (w + 1) * window - time.time()))
+        rss_at_window_end[w] = rss_mib()
+        w += 1
+
+
 time.sleep(0.4)
 rss_start = rss_mib()
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+sampler = threading.Thread(target=sample_rss, daemon=True)
+sampler.start()
 for t in threads:
     t.start()
 for t in threads:
@@ -96,10 +110,21 @@ print(f"sent {total} at {rate}/s for {duration}s: accepted {len(accepted)}, erro
 for w in sorted(windows):
     lat = sorted(windows[w])
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    rss = f", RSS {rss_at_window_end[w]:.1f} MiB" if w in rss_at_window_end else ""
     print(f"  window {w * window:>5}-{(w + 1) * window}s: {len(lat)} messages, "
-          f"p50 {lat[len(lat) // 2]:.1f} ms, p99 {p99:.1f} ms")
-growth = (rss_end - rss_start) / rss_start * 100 if rss_start else 0.0
-print(f"RSS {rss_start:.1f} MiB at the start, {rss_end:.1f} MiB at the end ({growth:+.1f} %)")
+          f"p50 {lat[len(lat) // 2]:.1f} ms, p99 {p99:.1f} ms{rss}")
+
+
+def growth(a, b):
+    return (b - a) / a * 100 if a else 0.0
+
+
+print(f"RSS {rss_start:.1f} MiB at the start, {rss_end:.1f} MiB at the end "
+      f"({growth(rss_start, rss_end):+.1f} %)")
+if 0 in rss_at_window_end:
+    warm = rss_at_window_end[0]
+    print(f"RSS {warm:.1f} MiB after the first window, {rss_end:.1f} MiB at the end "
+          f"({growth(warm, rss_end):+.1f} % once warm)")
 print(f"backlog drained {backlog_secs:.0f} s after the last send")
 print(f"lost {len(lost)}, duplicated {len(duplicated)}")
 sys.exit(1 if lost or duplicated else 0)

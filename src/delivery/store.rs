@@ -1,6 +1,7 @@
 //! The SQL of delivery. The multi-row updates join `unnest` of the batch's values and also
 //! filter the table by `id = ANY(ids)`: without it the planner hash-joins against the whole
-//! table.
+//! table. Every statement over a batch of ids is planned on each run
+//! ([`CacheStatement::planned_each_run`]), so its plan follows the table's size.
 
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub async fn lock_queued(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryRes
         ))
         .for_update()
         .skip_locked()
+        .planned_each_run()
         .load(conn)
         .await?;
     Ok(rows
@@ -166,7 +168,7 @@ pub async fn mark_sending(
     .bind::<Array<SqlUuid>, _>(provider_ids)
     .bind::<Array<Text>, _>(kinds)
     .bind::<Timestamptz, _>(now)
-    .cached()
+    .planned_each_run()
     .load(conn)
     .await
 }
@@ -205,7 +207,7 @@ pub async fn finish_accepted_attempts(
     .bind::<Timestamptz, _>(now)
     .bind::<Array<Text>, _>(&accepted.outcomes)
     .bind::<Array<Nullable<Text>>, _>(&accepted.notes)
-    .cached()
+    .planned_each_run()
     .execute(conn)
     .await
     .map(|_| ())
@@ -245,6 +247,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec
         .order(messages::id)
         .select(Message::as_select())
         .for_update()
+        .planned_each_run()
         .load(conn)
         .await
 }
@@ -281,7 +284,7 @@ pub async fn mark_sent(
     .bind::<Array<Text>, _>(provider_message_ids)
     .bind::<Array<BigInt>, _>(costs)
     .bind::<Timestamptz, _>(now)
-    .cached()
+    .planned_each_run()
     .load(conn)
     .await
 }

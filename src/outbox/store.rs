@@ -124,7 +124,7 @@ pub async fn complete(
     )
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Text, _>(owner)
-    .cached()
+    .planned_each_run()
     .execute(conn)
     .await
 }
@@ -212,7 +212,7 @@ pub async fn renew(
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Text, _>(owner)
     .bind::<Double, _>(lease.as_secs_f64())
-    .cached()
+    .planned_each_run()
     .execute(conn)
     .await
 }

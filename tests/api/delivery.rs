@@ -128,6 +128,63 @@ async fn columns_added_while_running_break_no_prepared_statement() {
     assert_eq!(send_and_deliver().await, "SENT");
 }
 
+/// The statements over a batch of ids are planned for each batch, never kept: a kept one is
+/// given a generic plan after five runs, and one made on the small tables of a new database
+/// scans the whole table on every batch after (each batch slower than the one before on a
+/// server that has not analysed the table since). The send path's statements stay kept.
+#[actix_web::test]
+async fn statements_over_a_batch_of_ids_are_planned_for_each_batch() {
+    let app = spawn_app_with(|env| {
+        env.insert("DATABASE_POOL_SIZE".into(), "1".into());
+    })
+    .await;
+    let t = sender("professional");
+    let mut ids = Vec::new();
+    // More batches than the five runs after which a kept statement gets its generic plan.
+    for _ in 0..7 {
+        let (status, created) = send(&app, &t, &sms("+14155552671")).await;
+        assert_eq!(status, 202, "{created}");
+        let report = app
+            .internal_post("/cpaas/v1/_internal/process-outbox")
+            .await;
+        assert_eq!(report["failed"], 0, "{report}");
+        ids.push(created["data"]["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(message(&app, &t, id).await["status"], "SENT");
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Kept {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement: String,
+    }
+    let mut conn = app.pool.get().await.unwrap();
+    let kept_over_ids: Vec<String> = diesel::sql_query(
+        "SELECT statement FROM pg_prepared_statements \
+         WHERE statement LIKE '%= ANY($1)%' \
+           AND (statement LIKE '%messages%' OR statement LIKE '%outbox_events%') \
+           AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .load::<Kept>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|k| k.statement)
+    .collect();
+    drop(conn);
+    assert!(
+        kept_over_ids.is_empty(),
+        "no statement over a batch of ids is kept: {kept_over_ids:#?}"
+    );
+    let kept_inserts = count(
+        &app,
+        "SELECT count(*) AS n FROM pg_prepared_statements \
+         WHERE statement LIKE 'INSERT INTO \"messages\"%' \
+            OR statement LIKE 'INSERT INTO \"outbox_events\"%'",
+    )
+    .await;
+    assert_eq!(kept_inserts, 2, "the send's inserts stay prepared");
+}
 #[actix_web::test]
 async fn a_drained_batch_sends_each_message_once_and_a_failure_only_retries_its_own() {
     let twilio_server = MockServer::start().await;
