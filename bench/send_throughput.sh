@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # POST /cpaas/v1/messages throughput and latency at CONNS connections for DURATION seconds
-# (wrk, a real token from the login endpoint), against pgbench running the same transaction
-# the handler commits (bench/send_tx.sql) with the same number of clients on the same database.
+# (wrk, a real token from the login endpoint), against two pgbench baselines with the same
+# number of clients on the same database: the floor of a send (bench/send_floor.sql: one
+# statement writing the message and its outbox row) and the statements the handler runs
+# (bench/send_tx.sql).
 #
 #   bash bench/send_throughput.sh            # DURATION=20 CONNS=64
 set -euo pipefail
@@ -60,20 +62,23 @@ requests=$(field requests); duration_us=$(field duration_us)
 errors=$(( $(field errors_status) + $(field errors_connect) + $(field errors_timeout) ))
 accepted=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM messages WHERE created_at > now() - interval '$((DURATION + 5)) seconds'")
 
-step "baseline: pgbench -c$CONNS -j2 -T$DURATION -M prepared -f bench/send_tx.sql"
-pg_out=$("$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c "$CONNS" -j 2 -T "$DURATION" -M prepared \
-  -f bench/send_tx.sql "$DB" 2>&1)
-tps=$(grep -E '^tps' <<<"$pg_out" | sed -E 's/tps = ([0-9.]+).*/\1/' | head -n 1)
-pg_lat=$(grep -E 'latency average' <<<"$pg_out" | sed -E 's/.*= ([0-9.]+) ms/\1/')
+pgbench_tps() {
+  step "baseline: pgbench -c$CONNS -j2 -T$DURATION -M prepared -f $1"
+  "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c "$CONNS" -j 2 -T "$DURATION" -M prepared \
+    -f "$1" "$DB" 2>&1 | grep -E '^tps' | sed -E 's/tps = ([0-9.]+).*/\1/' | head -n 1
+}
+floor_tps=$(pgbench_tps bench/send_floor.sql)
+tx_tps=$(pgbench_tps bench/send_tx.sql)
 
-python3 - "$requests" "$duration_us" "$errors" "$(field p50_us)" "$(field p99_us)" "$(field max_us)" "$tps" "$pg_lat" "$rss_kb" "$accepted" <<'PY'
+python3 - "$requests" "$duration_us" "$errors" "$(field p50_us)" "$(field p99_us)" "$(field max_us)" "$floor_tps" "$tx_tps" "$rss_kb" "$accepted" <<'PY'
 import sys
-req, dur_us, errors, p50, p99, mx, tps, pg_lat, rss, accepted = sys.argv[1:]
+req, dur_us, errors, p50, p99, mx, floor_tps, tx_tps, rss, accepted = sys.argv[1:]
 rps = float(req) / (float(dur_us) / 1e6)
-ratio = rps / float(tps)
 print()
 print(f"HTTP POST /cpaas/v1/messages : {rps:8.0f} req/s   p50 {float(p50)/1000:6.2f} ms   p99 {float(p99)/1000:6.2f} ms   max {float(mx)/1000:7.2f} ms   non-2xx/errors {errors}   rows {accepted}")
-print(f"pgbench, same transaction    : {float(tps):8.0f} tx/s    mean latency {float(pg_lat):6.2f} ms")
-print(f"ratio HTTP / pgbench         : {ratio:8.2f}   (goal >= 0.70)")
+print(f"pgbench, one-statement floor : {float(floor_tps):8.0f} tx/s")
+print(f"pgbench, the send's statements: {float(tx_tps):7.0f} tx/s")
+print(f"ratio HTTP / floor           : {rps / float(floor_tps):8.2f}   (goal >= 0.60)")
+print(f"ratio HTTP / same statements : {rps / float(tx_tps):8.2f}")
 print(f"service peak RSS             : {int(rss)/1024:8.1f} MiB")
 PY

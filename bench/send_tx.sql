@@ -1,6 +1,16 @@
--- The transaction POST /cpaas/v1/messages commits for one accepted SMS (same statements, same
--- order): opt-out look-up, provider look-up, message insert, outbox insert, NOTIFY.
+-- What POST /cpaas/v1/messages runs for one accepted SMS (same statements, same order): the
+-- shared rate limit's one statement on its own, then the transaction: opt-out look-up, provider
+-- look-up, message insert, outbox insert.
 \set n random(1, 1000000)
+INSERT INTO rate_limit_buckets AS b (key, tat, granted)
+SELECT 'send:00000000-0000-0000-0000-000000000001:SMS', now() + make_interval(secs => g * 6e-8), g
+  FROM (SELECT CASE WHEN true THEN (CASE WHEN 1 <= 1000000000 THEN 1 ELSE 0 END)
+               ELSE GREATEST(0, LEAST(1, 1000000000)) END AS g) AS f
+ON CONFLICT (key) DO UPDATE SET
+  granted = CASE WHEN true THEN (CASE WHEN 1 <= floor(1000000000 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - now()))) / 6e-8 + 1e-9)::int THEN 1 ELSE 0 END)
+                 ELSE 1 END,
+  tat = GREATEST(b.tat, now()) + make_interval(secs => (CASE WHEN 1 <= floor(1000000000 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - now()))) / 6e-8 + 1e-9)::int THEN 1 ELSE 0 END) * 6e-8)
+RETURNING granted AS units, GREATEST(0, EXTRACT(EPOCH FROM (tat - now())))::float8 AS ahead_secs;
 BEGIN;
 SELECT recipient, channel FROM opt_outs
  WHERE tenant_id = '00000000-0000-0000-0000-000000000001' AND removed_at IS NULL
@@ -22,5 +32,4 @@ VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'message', ge
       'datacontenttype', 'application/json', 'subject', '00000000-0000-0000-0000-000000000001',
       'data', jsonb_build_object('tenantId', '00000000-0000-0000-0000-000000000001',
         'channel', 'SMS', 'recipient', '+14155552671', 'status', 'QUEUED')));
-NOTIFY cpaas_outbox;
 COMMIT;

@@ -1,22 +1,15 @@
-//! Per-tenant, per-channel send limits by plan tier (SPEC section 3), enforced with GCRA
-//! (`governor`): a tenant may burst up to its per-minute quota, which refills continuously.
-//! Limits are held in memory by each replica.
+//! Per-tenant, per-channel send limits by plan tier (SPEC section 3), enforced with GCRA in
+//! PostgreSQL (`db::rate_limits`), so every replica shares one bucket per tenant and channel:
+//! a tenant may burst up to its per-minute quota, which refills continuously.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::Arc;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
+use crate::db::rate_limits::{self, Take};
 use crate::domain::{Channel, PlanTier};
 use crate::error::{ApiError, ErrorCode};
-
-type TenantLimiter =
-    RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, DefaultClock, StateInformationMiddleware>;
 
 /// Default per-minute limits; `0` means the tier may not use the channel.
 pub fn default_limit(tier: PlanTier, channel: Channel) -> u32 {
@@ -65,19 +58,10 @@ impl RateStatus {
     }
 }
 
-/// The per-minute limit of one tier and channel, and its limiter (none when the limit is 0).
-type Limit = (u32, Option<Arc<TenantLimiter>>);
-
-/// Every limiter of the process.
+/// Every tier's per-minute limit of every channel.
+#[derive(Debug)]
 pub struct RateLimits {
-    limiters: HashMap<(PlanTier, Channel), Limit>,
-    clock: DefaultClock,
-}
-
-impl std::fmt::Debug for RateLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RateLimits(..)")
-    }
+    limits: HashMap<(PlanTier, Channel), u32>,
 }
 
 const TIERS: [PlanTier; 5] = [
@@ -89,59 +73,30 @@ const TIERS: [PlanTier; 5] = [
 ];
 
 impl RateLimits {
-    /// Limiters for every tier and channel, with `overrides` applied.
+    /// Limits for every tier and channel, with `overrides` applied.
     pub fn new(overrides: &HashMap<(PlanTier, Channel), u32>) -> Self {
-        let mut limiters = HashMap::new();
+        let mut limits = HashMap::new();
         for tier in TIERS {
             for channel in Channel::ALL {
                 let limit = overrides
                     .get(&(tier, channel))
                     .copied()
                     .unwrap_or_else(|| default_limit(tier, channel));
-                let limiter = NonZeroU32::new(limit).map(|n| {
-                    Arc::new(
-                        RateLimiter::keyed(Quota::per_minute(n))
-                            .with_middleware::<StateInformationMiddleware>(),
-                    )
-                });
-                limiters.insert((tier, channel), (limit, limiter));
+                limits.insert((tier, channel), limit);
             }
         }
-        Self {
-            limiters,
-            clock: DefaultClock::default(),
-        }
+        Self { limits }
+    }
+
+    /// The per-minute limit; 0 when the tier may not use the channel.
+    fn limit(&self, tier: PlanTier, channel: Channel) -> u32 {
+        self.limits.get(&(tier, channel)).copied().unwrap_or(0)
     }
 
     /// The plan-tier gate alone: whether the tier may use the channel at all (a limit of 0
     /// means it may not), without counting anything.
     pub fn allows(&self, tier: PlanTier, channel: Channel) -> Result<(), ApiError> {
-        match self.limiters.get(&(tier, channel)) {
-            Some((_, Some(_))) => Ok(()),
-            _ => Err(ApiError::new(
-                ErrorCode::TierInsufficient,
-                format!(
-                    "the {} plan does not include the {channel} channel",
-                    tier.as_str()
-                ),
-            )),
-        }
-    }
-
-    /// Admits `n` messages of `channel` for the tenant, or says why not.
-    pub fn check(
-        &self,
-        tenant: Uuid,
-        tier: PlanTier,
-        channel: Channel,
-        n: u32,
-    ) -> Result<RateStatus, ApiError> {
-        let Some((limit, limiter)) = self.limiters.get(&(tier, channel)) else {
-            return Err(ApiError::internal(anyhow::anyhow!(
-                "no limiter for {tier:?}/{channel}"
-            )));
-        };
-        let Some(limiter) = limiter else {
+        if self.limit(tier, channel) == 0 {
             return Err(ApiError::new(
                 ErrorCode::TierInsufficient,
                 format!(
@@ -149,36 +104,57 @@ impl RateLimits {
                     tier.as_str()
                 ),
             ));
-        };
-        let per_message_secs = 60.0 / f64::from(*limit);
-        let Some(n) = NonZeroU32::new(n) else {
+        }
+        Ok(())
+    }
+
+    /// Admits `n` messages of `channel` for the tenant, or says why not. One statement on
+    /// `conn`, which must not be inside a transaction (the bucket's row would stay locked
+    /// until it ends).
+    pub async fn check(
+        &self,
+        conn: &mut AsyncPgConnection,
+        tenant: Uuid,
+        tier: PlanTier,
+        channel: Channel,
+        n: u32,
+    ) -> Result<RateStatus, ApiError> {
+        self.allows(tier, channel)?;
+        let limit = self.limit(tier, channel);
+        if n == 0 {
             return Ok(RateStatus {
-                limit: *limit,
-                remaining: *limit,
+                limit,
+                remaining: limit,
                 reset_secs: 0,
             });
-        };
-        match limiter.check_key_n(&tenant, n) {
-            Ok(Ok(snapshot)) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                Ok(RateStatus {
-                    limit: *limit,
-                    remaining,
-                    reset_secs: (f64::from(limit - remaining) * per_message_secs).ceil() as u64,
-                })
-            }
-            Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                let retry = wait.as_secs_f64().ceil() as u64;
-                Err(limited(*limit, retry, channel))
-            }
-            Err(_) => Err(
-                limited(*limit, 60, channel).with_details(serde_json::json!([{
+        }
+        if n > limit {
+            return Err(
+                limited(limit, 60, channel).with_details(serde_json::json!([{
                     "field": "items",
                     "message": format!("{n} messages exceed the per-minute limit of {limit}")
                 }])),
-            ),
+            );
         }
+        let key = format!("send:{tenant}:{channel}");
+        let take = Take {
+            key: &key,
+            units: n as i32,
+            capacity: limit as i32,
+            interval_secs: 60.0 / f64::from(limit),
+            all_or_none: true,
+        };
+        let granted = rate_limits::take(conn, &take).await?;
+        if granted.units < take.units {
+            let retry = granted.wait_secs(&take, take.units).ceil() as u64;
+            return Err(limited(limit, retry, channel));
+        }
+        let remaining = granted.remaining(&take).max(0) as u32;
+        Ok(RateStatus {
+            limit,
+            remaining,
+            reset_secs: (f64::from(limit - remaining) * take.interval_secs).ceil() as u64,
+        })
     }
 }
 
@@ -204,53 +180,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_limit_admits_the_quota_then_refuses_with_a_wait() {
-        let limits = RateLimits::new(&HashMap::new());
-        let tenant = Uuid::now_v7();
-        for _ in 0..10 {
-            limits
-                .check(tenant, PlanTier::Free, Channel::Sms, 1)
-                .unwrap();
-        }
-        let err = limits
-            .check(tenant, PlanTier::Free, Channel::Sms, 1)
-            .unwrap_err();
-        assert_eq!(err.code, ErrorCode::RateLimitExceeded);
-        assert!(err.retry_after_secs.unwrap() >= 1);
-        let other = Uuid::now_v7();
-        assert!(
-            limits.check(other, PlanTier::Free, Channel::Sms, 1).is_ok(),
-            "tenants are independent"
-        );
-        assert!(
-            limits
-                .check(tenant, PlanTier::Free, Channel::Email, 1)
-                .is_ok(),
-            "channels are independent"
-        );
-    }
-
-    #[test]
     fn free_tier_cannot_use_voice() {
         let limits = RateLimits::new(&HashMap::new());
-        let err = limits
-            .check(Uuid::now_v7(), PlanTier::Free, Channel::Voice, 1)
-            .unwrap_err();
+        let err = limits.allows(PlanTier::Free, Channel::Voice).unwrap_err();
         assert_eq!(err.code, ErrorCode::TierInsufficient);
+        assert!(limits.allows(PlanTier::Free, Channel::Sms).is_ok());
     }
 
     #[test]
     fn overrides_replace_defaults() {
         let o = crate::config::parse_overrides("free.SMS=2, enterprise.VOICE=0").unwrap();
         let limits = RateLimits::new(&o);
-        let t = Uuid::now_v7();
-        limits.check(t, PlanTier::Free, Channel::Sms, 2).unwrap();
-        assert!(limits.check(t, PlanTier::Free, Channel::Sms, 1).is_err());
-        assert!(
-            limits
-                .check(t, PlanTier::Enterprise, Channel::Voice, 1)
-                .is_err()
-        );
+        assert_eq!(limits.limit(PlanTier::Free, Channel::Sms), 2);
+        assert_eq!(limits.limit(PlanTier::Free, Channel::Email), 50);
+        assert!(limits.allows(PlanTier::Enterprise, Channel::Voice).is_err());
         assert!(crate::config::parse_overrides("gold.SMS=1").is_err());
         assert!(crate::config::parse_overrides("free.FAX=1").is_err());
     }

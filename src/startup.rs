@@ -25,7 +25,7 @@ use crate::http::span::RequestSpan;
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::outbox::{EventBus, EventHandler, Outbox, OutboxPolicy};
+use crate::outbox::{EventBus, EventHandler, Outbox, OutboxPolicy, Wakeup};
 use crate::providers::registry::ProviderRegistry;
 use crate::rate_limit::RateLimits;
 use crate::routes;
@@ -80,6 +80,8 @@ impl Application {
             None => EventBus::Log,
         });
         let metrics = Arc::new(Metrics::new()?);
+        let wakeup = Wakeup::new();
+        actix_web::rt::spawn(wakeup.clone().announce(pool.clone()));
         let lifecycle = Arc::new(Lifecycle::default());
         // One registry of provider clients, so per-client state (FCM's OAuth token) is shared
         // by delivery, callbacks and jobs.
@@ -90,7 +92,8 @@ impl Application {
                 registry.clone(),
                 DeliveryPolicy::from_settings(&settings),
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_wakeup(wakeup.clone()),
         );
         let outbox = Arc::new(
             Outbox::new(
@@ -105,19 +108,24 @@ impl Application {
         if settings.outbox_enabled {
             let actor = OutboxActor::new(
                 outbox.clone(),
+                wakeup.clone(),
                 settings.database_url.expose_secret().to_owned(),
                 settings.outbox_poll_interval,
                 settings.outbox_batch_size * 10,
             );
             actix::Supervisor::start(move |_| actor);
         }
-        let callbacks = Arc::new(Callbacks::new(registry.clone(), &settings));
-        let webhooks = Arc::new(WebhookSender::new(
-            pool.clone(),
-            cipher.clone(),
-            WebhookPolicy::from_settings(&settings),
-            metrics.clone(),
-        )?);
+        let callbacks =
+            Arc::new(Callbacks::new(registry.clone(), &settings).with_wakeup(wakeup.clone()));
+        let webhooks = Arc::new(
+            WebhookSender::new(
+                pool.clone(),
+                cipher.clone(),
+                WebhookPolicy::from_settings(&settings),
+                metrics.clone(),
+            )?
+            .with_wakeup(wakeup.clone()),
+        );
         let jobs = Arc::new(Jobs {
             pool: pool.clone(),
             settings: settings.clone(),
@@ -126,6 +134,7 @@ impl Application {
             registry,
             metrics: metrics.clone(),
             lifecycle,
+            wakeup: wakeup.clone(),
         });
         if settings.scheduler_enabled {
             let scheduler = SchedulerActor::new(jobs.clone(), crate::jobs::schedule(&settings));
@@ -139,6 +148,7 @@ impl Application {
                     pool: pool.clone(),
                     rate_limits: rate_limits.clone(),
                     metrics: metrics.clone(),
+                    wakeup: wakeup.clone(),
                 },
             )?;
         }
@@ -156,6 +166,7 @@ impl Application {
             callbacks,
             jobs,
             metrics,
+            wakeup,
         };
         let port = listener.local_addr()?.port();
         let server = serve(listener, state.clone(), settings.http_workers)?;

@@ -12,7 +12,7 @@ use crate::crypto::CredentialCipher;
 use crate::db::DbPool;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Wakeup};
 use crate::rate_limit::RateLimits;
 
 /// Shared application state, cloned into every worker.
@@ -31,4 +31,6 @@ pub struct AppState {
     /// The jobs, with the delivery service, webhook sender and provider registry they share.
     pub jobs: Arc<Jobs>,
     pub metrics: Arc<Metrics>,
+    /// Wakes the drainers after a commit that wrote events.
+    pub wakeup: Arc<Wakeup>,
 }

@@ -1,5 +1,6 @@
-//! OutboxActor: wakes on `NOTIFY cpaas_outbox` (with a polling fallback and a listener that
-//! reconnects) and drains the outbox through `Outbox::drain`. One drain runs at a time; a wake-up
+//! OutboxActor: wakes when this process commits events (`Wakeup`), on another replica's
+//! `NOTIFY cpaas_outbox` (a listener that reconnects) and on a polling interval, and drains the
+//! outbox through `Outbox::drain`. One drain runs at a time; a wake-up
 //! during a drain schedules another right after it. A panic inside a drain is caught and logged;
 //! the actor keeps going.
 
@@ -11,7 +12,7 @@ use actix::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 
-use crate::outbox::{NOTIFY_CHANNEL, Outbox};
+use crate::outbox::{NOTIFY_CHANNEL, Outbox, Wakeup};
 
 /// Drain now.
 #[derive(Message)]
@@ -21,6 +22,7 @@ pub struct Wake;
 /// The outbox drainer actor.
 pub struct OutboxActor {
     outbox: Arc<Outbox>,
+    wakeup: Arc<Wakeup>,
     database_url: String,
     poll_interval: Duration,
     max_per_drain: i64,
@@ -31,12 +33,14 @@ pub struct OutboxActor {
 impl OutboxActor {
     pub fn new(
         outbox: Arc<Outbox>,
+        wakeup: Arc<Wakeup>,
         database_url: String,
         poll_interval: Duration,
         max_per_drain: i64,
     ) -> Self {
         Self {
             outbox,
+            wakeup,
             database_url,
             poll_interval,
             max_per_drain,
@@ -85,8 +89,23 @@ impl Actor for OutboxActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.poll_interval, |act, ctx| act.kick(ctx));
         let addr = ctx.address();
+        let wakeup = self.wakeup.clone();
+        let local = addr.clone();
+        ctx.spawn(
+            async move {
+                loop {
+                    wakeup.next_local().await;
+                    if !local.connected() {
+                        return;
+                    }
+                    local.do_send(Wake);
+                }
+            }
+            .into_actor(self),
+        );
         let url = self.database_url.clone();
-        ctx.spawn(listen(url, addr).into_actor(self));
+        let own = self.wakeup.instance().to_owned();
+        ctx.spawn(listen(url, own, addr).into_actor(self));
         self.kick(ctx);
     }
 }
@@ -107,10 +126,11 @@ impl Handler<Wake> for OutboxActor {
     }
 }
 
-/// Listens for commit notifications and wakes the actor; reconnects when the connection drops.
-async fn listen(url: String, addr: Addr<OutboxActor>) {
+/// Listens for the other replicas' wake-ups (this process's own, payload `own`, are ignored:
+/// it woke in-process already) and wakes the actor; reconnects when the connection drops.
+async fn listen(url: String, own: String, addr: Addr<OutboxActor>) {
     loop {
-        match listen_once(&url, &addr).await {
+        match listen_once(&url, &own, &addr).await {
             Ok(()) => tracing::info!("outbox listener connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "outbox listener failed; reconnecting"),
         }
@@ -121,7 +141,7 @@ async fn listen(url: String, addr: Addr<OutboxActor>) {
     }
 }
 
-async fn listen_once(url: &str, addr: &Addr<OutboxActor>) -> anyhow::Result<()> {
+async fn listen_once(url: &str, own: &str, addr: &Addr<OutboxActor>) -> anyhow::Result<()> {
     let mut conn: AsyncPgConnection = crate::db::connect(url, Duration::from_secs(3)).await?;
     diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
         .execute(&mut conn)
@@ -129,7 +149,9 @@ async fn listen_once(url: &str, addr: &Addr<OutboxActor>) -> anyhow::Result<()> 
     addr.do_send(Wake);
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(n) = notifications.next().await {
-        n?;
+        if n?.payload == own {
+            continue;
+        }
         if !addr.connected() {
             return Ok(());
         }

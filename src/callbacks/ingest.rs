@@ -97,7 +97,12 @@ impl Callbacks {
             })
             .await;
         match applied {
-            Ok(duplicate) => Ok(Receipt { duplicate, reply }),
+            Ok(duplicate) => {
+                if !duplicate {
+                    self.committed_events();
+                }
+                Ok(Receipt { duplicate, reply })
+            }
             Err(e) => {
                 if let Err(note) = note_callback_error(&mut conn, callback_id, &e.to_string()).await
                 {

@@ -129,6 +129,7 @@ pub async fn apply_inbound(
         aggregate_id: Uuid::now_v7(),
         tenant_id: Some(tenant_id),
         event: CloudEvent::new(topics::SMS_INBOUND, tenant_id, data),
+        lane: crate::domain::Priority::Normal.lane(),
     };
     outbox::enqueue(conn, &[event]).await?;
     Ok(EventOutcome::Applied)

@@ -245,6 +245,8 @@ pub struct Callbacks {
     public_base_url: Option<String>,
     /// `config.sns_cert_base_url` is honoured outside production only.
     allow_test_endpoints: bool,
+    /// Wakes the drainers after a callback's changes (and their events) commit.
+    wakeup: Option<Arc<crate::outbox::Wakeup>>,
 }
 
 impl Callbacks {
@@ -255,6 +257,19 @@ impl Callbacks {
             certificates: aws_sns::CertificateCache::default(),
             public_base_url: settings.public_base_url.clone(),
             allow_test_endpoints: settings.app_env != AppEnv::Production,
+            wakeup: None,
+        }
+    }
+
+    /// Wakes the drainers after each callback whose changes committed.
+    pub fn with_wakeup(mut self, wakeup: Arc<crate::outbox::Wakeup>) -> Self {
+        self.wakeup = Some(wakeup);
+        self
+    }
+
+    fn committed_events(&self) {
+        if let Some(wakeup) = &self.wakeup {
+            wakeup.committed();
         }
     }
 }

@@ -18,15 +18,17 @@ use uuid::Uuid;
 use crate::db::DbPool;
 use crate::db::schema::consumed_events;
 use crate::metrics::Metrics;
-use crate::outbox::{CloudEvent, EventBus, topics};
+use crate::outbox::{CloudEvent, EventBus, Wakeup, topics};
 use crate::rate_limit::RateLimits;
 
-/// What the consumers need: the pool, the plan-tier gate, and the metrics they count in.
+/// What the consumers need: the pool, the plan-tier gate, the metrics they count in, and the
+/// drainers' wake-up for the events their work commits.
 #[derive(Clone)]
 pub struct ConsumerDeps {
     pub pool: DbPool,
     pub rate_limits: Arc<RateLimits>,
     pub metrics: Arc<Metrics>,
+    pub wakeup: Arc<Wakeup>,
 }
 
 /// What handling one consumed event came to.
@@ -65,11 +67,16 @@ impl Topic {
         }
     }
 
+    /// Handles one event; what its work committed wakes the drainers.
     async fn handle(self, deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<Consumed> {
-        match self {
+        let consumed = match self {
             Topic::NotifyRequested => notify::handle(deps, event).await,
             Topic::SmsInbound => inbound::handle(&deps.pool, event).await,
+        }?;
+        if matches!(consumed, Consumed::Done { .. }) {
+            deps.wakeup.committed();
         }
+        Ok(consumed)
     }
 }
 

@@ -64,14 +64,6 @@ struct NotifyRequest {
 fn parse(data: &Value, now: DateTime<Utc>) -> Result<(ValidSend, Option<String>), ApiError> {
     let req: NotifyRequest = serde_json::from_value(data.clone())
         .map_err(|e| ApiError::invalid_field("data", e.to_string()))?;
-    if let Some(p) = &req.priority
-        && !["high", "normal", "bulk"].contains(&p.to_ascii_lowercase().as_str())
-    {
-        return Err(ApiError::invalid_field(
-            "priority",
-            "must be high, normal or bulk",
-        ));
-    }
     let notification_id = match req.notification_id.map(|n| n.trim().to_owned()) {
         Some(n)
             if n.is_empty() || n.len() > NOTIFICATION_ID_MAX || n.chars().any(char::is_control) =>
@@ -98,6 +90,7 @@ fn parse(data: &Value, now: DateTime<Utc>) -> Result<(ValidSend, Option<String>)
             provider_id: req.provider_id,
             scheduled_at: req.scheduled_at,
             metadata: req.metadata,
+            priority: req.priority,
         },
         now,
     )?;

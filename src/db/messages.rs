@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::cached::CacheStatement;
 use super::schema::{message_attempts, messages};
-use crate::domain::{Channel, MessageStatus};
+use crate::domain::{Channel, MessageStatus, Priority};
 
 /// A message row.
 #[derive(Clone, Debug, Queryable, QueryableByName, Selectable)]
@@ -46,6 +46,7 @@ pub struct Message {
     /// The HTML part of an e-mail (`body` is its plain-text part).
     pub html_body: Option<String>,
     pub reply_to: Option<String>,
+    pub priority: Priority,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -56,7 +57,8 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.template_version, m.pinned_provider_id, m.provider_id, m.provider_kind, \
     m.provider_message_id, m.attempts, m.cost_usd_micros, m.error_code, m.error_message, \
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
-    m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to";
+    m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to, \
+    m.priority";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -80,6 +82,7 @@ pub struct NewMessage {
     pub notification_id: Option<String>,
     pub html_body: Option<String>,
     pub reply_to: Option<String>,
+    pub priority: Priority,
 }
 
 /// An attempt row.

@@ -11,6 +11,7 @@ pub mod idempotency_keys;
 pub mod messages;
 pub mod opt_outs;
 pub mod providers;
+pub mod rate_limits;
 pub mod schema;
 pub mod templates;
 pub mod tx;

@@ -103,6 +103,7 @@ diesel::table! {
         notification_id -> Nullable<Text>,
         html_body -> Nullable<Text>,
         reply_to -> Nullable<Text>,
+        priority -> Text,
     }
 }
 
@@ -137,6 +138,7 @@ diesel::table! {
         destinations_done -> Array<Nullable<Text>>,
         last_error -> Nullable<Text>,
         completed_at -> Nullable<Timestamptz>,
+        lane -> Int2,
     }
 }
 
@@ -189,6 +191,14 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         circuit_state -> Text,
         circuit_opened_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    rate_limit_buckets (key) {
+        key -> Text,
+        tat -> Timestamptz,
+        granted -> Int4,
     }
 }
 
@@ -349,6 +359,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     provider_callback_events,
     provider_callbacks,
     providers,
+    rate_limit_buckets,
     refresh_token_families,
     refresh_tokens,
     template_versions,

@@ -20,6 +20,7 @@ use super::circuit;
 use super::deliver::{Delivery, Made, Prepared};
 use super::durable::{self, accepted_attempts};
 use super::outbound::{default_price, outbound};
+use super::pacing;
 use super::policy::{self, CircuitEffect, Decision, DeliveryError, Step};
 use super::routing::{self, Candidate, FailoverFrom, Route};
 use super::store;
@@ -195,6 +196,11 @@ impl Delivery {
             for id in half_open {
                 circuit::half_open_if_due(conn, id, policy.circuit_cooldown).await?;
             }
+            let (going, paced) = pacing::pace(conn, going, |g| (&g.1, g.0.id)).await?;
+            if !paced.is_empty() {
+                store::postpone_many(conn, &paced).await?;
+                out.extend(paced.iter().map(|(id, _)| (*id, Err(Step::RetryLater))));
+            }
             if !going.is_empty() {
                 let attempts: Vec<store::NewAttempt> = going
                     .iter()
@@ -242,9 +248,15 @@ impl Delivery {
             if !events_out.is_empty() {
                 outbox::enqueue(conn, &events_out).await?;
             }
-            Ok::<_, DeliveryError>(out)
+            Ok::<_, DeliveryError>((out, !events_out.is_empty()))
         })
         .await
+        .map(|(out, wrote_events)| {
+            if wrote_events {
+                self.committed_events();
+            }
+            out
+        })
     }
 
     /// Records the accepted sends in one transaction: the circuits, the messages (SENT) and
@@ -316,6 +328,11 @@ impl Delivery {
             Ok::<_, DeliveryError>(steps)
         })
         .await
+        .inspect(|steps| {
+            if steps.iter().any(|(_, step)| *step == Step::Sent) {
+                self.committed_events();
+            }
+        })
     }
 
     /// Records an attempt that was not accepted, in its own transaction: the attempt, the
@@ -379,6 +396,11 @@ impl Delivery {
             Ok::<_, DeliveryError>(step)
         })
         .await
+        .inspect(|step| {
+            if *step == Step::Failed {
+                self.committed_events();
+            }
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use crate::db::DbPool;
 use crate::db::providers::Provider;
 use crate::domain::provider_kind::ON_AMBIGUOUS;
 use crate::metrics::Metrics;
+use crate::outbox::Wakeup;
 use crate::providers::registry::ProviderRegistry;
 use crate::providers::{Lookup, OutboundMessage, SendOutcome};
 
@@ -22,6 +23,7 @@ pub struct Delivery {
     registry: Arc<ProviderRegistry>,
     pub(super) policy: DeliveryPolicy,
     metrics: Option<Arc<Metrics>>,
+    wakeup: Option<Arc<Wakeup>>,
 }
 
 /// An attempt committed and ready to be made.
@@ -89,6 +91,7 @@ impl Delivery {
             registry,
             policy,
             metrics: None,
+            wakeup: None,
         }
     }
 
@@ -101,6 +104,19 @@ impl Delivery {
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Wakes the drainers after each commit that wrote events.
+    pub fn with_wakeup(mut self, wakeup: Arc<Wakeup>) -> Self {
+        self.wakeup = Some(wakeup);
+        self
+    }
+
+    /// Call after a transaction that wrote events has committed.
+    pub(super) fn committed_events(&self) {
+        if let Some(wakeup) = &self.wakeup {
+            wakeup.committed();
+        }
     }
 
     /// Delivers one message as far as it can go now: a batch of one.

@@ -161,5 +161,10 @@ impl Delivery {
             Ok(sent.len())
         })
         .await
+        .inspect(|settled| {
+            if *settled > 0 {
+                self.committed_events();
+            }
+        })
     }
 }

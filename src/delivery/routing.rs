@@ -217,6 +217,7 @@ mod tests {
             notification_id: None,
             html_body: None,
             reply_to: None,
+            priority: crate::domain::Priority::Normal,
         }
     }
 

@@ -108,6 +108,30 @@ pub async fn postpone(conn: &mut AsyncPgConnection, id: Uuid, after: Duration) -
         .map(|_| ())
 }
 
+/// Postpones many messages, each by its own wait.
+pub async fn postpone_many(
+    conn: &mut AsyncPgConnection,
+    waits: &[(Uuid, Duration)],
+) -> QueryResult<()> {
+    let now = Utc::now();
+    let ids: Vec<Uuid> = waits.iter().map(|(id, _)| *id).collect();
+    let ats: Vec<DateTime<Utc>> = waits
+        .iter()
+        .map(|(_, wait)| now + chrono::Duration::from_std(*wait).unwrap_or_default())
+        .collect();
+    diesel::sql_query(
+        "UPDATE messages m SET next_attempt_at = v.at \
+         FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, at) \
+         WHERE m.id = v.id AND m.id = ANY($1)",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Timestamptz>, _>(&ats)
+    .planned_each_run()
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// An attempt about to be made.
 pub struct NewAttempt<'a> {
     pub id: Uuid,

@@ -3,6 +3,7 @@
 pub mod channel;
 pub mod ids;
 pub mod opt_out;
+pub mod priority;
 pub mod provider_kind;
 pub mod recipient;
 pub mod roles;
@@ -12,6 +13,7 @@ pub mod webhook;
 
 pub use channel::Channel;
 pub use ids::{OptOutId, ProviderId, PublicId, TemplateId, WebhookId};
+pub use priority::Priority;
 pub use provider_kind::ProviderKind;
 pub use recipient::{EmailAddress, PhoneNumber, Recipient, RecipientError};
 pub use roles::{PlanTier, Role};
@@ -44,3 +46,4 @@ macro_rules! text_column {
 
 text_column!(Channel);
 text_column!(MessageStatus);
+text_column!(Priority);

@@ -211,7 +211,13 @@ impl ProviderKind {
 }
 
 /// `config` settings every kind takes.
-pub const COMMON_CONFIG: [&str; 1] = [ON_AMBIGUOUS];
+pub const COMMON_CONFIG: [&str; 2] = [ON_AMBIGUOUS, MAX_PER_SECOND];
+
+/// `config.max_per_second`: the most requests a second made to this provider, by all the
+/// replicas together (its account's throughput limit); unset: no pacing.
+pub const MAX_PER_SECOND: &str = "max_per_second";
+/// The largest `max_per_second` taken.
+pub const MAX_PER_SECOND_LIMIT: u64 = 100_000;
 
 /// `config.on_ambiguous`: after an ambiguous outcome (a timeout once the request was sent), on
 /// a provider that cannot be asked whether it took the message: `resend` (the default) or
@@ -261,6 +267,12 @@ fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<()
         (_, ON_AMBIGUOUS) => match value.as_str() {
             Some("resend" | "fail") => Ok(()),
             _ => Err(format!("{field} must be \"resend\" or \"fail\"")),
+        },
+        (_, MAX_PER_SECOND) => match value.as_u64() {
+            Some(n) if (1..=MAX_PER_SECOND_LIMIT).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "{field} must be an integer between 1 and {MAX_PER_SECOND_LIMIT}"
+            )),
         },
         (_, "base_url") | (ProviderKind::AwsSns | ProviderKind::AwsSes, "sns_cert_base_url") => {
             let s = non_empty_string(&field, value)?;

@@ -90,6 +90,8 @@ pub struct Idempotency {
     key: Option<KeyedRequest>,
     /// Seals stored answers that carry a secret.
     cipher: Option<crate::crypto::CredentialCipher>,
+    /// Wakes the drainers once a write (and the events it wrote) has committed.
+    wakeup: Option<std::sync::Arc<crate::outbox::Wakeup>>,
 }
 
 /// What a sealed stored answer starts with (a JSON envelope never starts with a NUL byte).
@@ -150,10 +152,13 @@ impl actix_web::Responder for Reply {
 }
 
 fn parse(req: &HttpRequest) -> ApiResult<Idempotency> {
+    let state = req.app_data::<actix_web::web::Data<crate::state::AppState>>();
+    let wakeup = state.map(|s| s.wakeup.clone());
     let Some(value) = req.headers().get(HEADER) else {
         return Ok(Idempotency {
             key: None,
             cipher: None,
+            wakeup,
         });
     };
     let key = value
@@ -181,9 +186,8 @@ fn parse(req: &HttpRequest) -> ApiResult<Idempotency> {
             path: req.path().to_owned(),
             fingerprint,
         }),
-        cipher: req
-            .app_data::<actix_web::web::Data<crate::state::AppState>>()
-            .map(|s| s.cipher.clone()),
+        cipher: state.map(|s| s.cipher.clone()),
+        wakeup,
     })
 }
 
@@ -260,15 +264,55 @@ impl Idempotency {
         work: impl AsyncFnOnce(&mut AsyncPgConnection) -> ApiResult<Answer<T>>,
     ) -> ApiResult<Reply> {
         let mut conn = pool.get().await?;
-        tx::run(&mut conn, async |conn| {
+        let reply = tx::run(&mut conn, async |conn| {
             if let Some(replay) = self.begin(conn, scope).await? {
                 return Ok(replay);
             }
             let answer = work(conn).await?;
             let reply = self.finish(conn, scope, meta, &answer).await?;
-            Ok(reply.with_headers(&answer.headers))
+            Ok::<_, ApiError>(reply.with_headers(&answer.headers))
         })
-        .await
+        .await?;
+        Ok(self.committed(reply))
+    }
+
+    /// After a write committed (not a replay): wakes the drainers for the events it wrote.
+    fn committed(&self, reply: Reply) -> Reply {
+        if !reply.replayed
+            && let Some(wakeup) = &self.wakeup
+        {
+            wakeup.committed();
+        }
+        reply
+    }
+
+    /// [`Idempotency::run`] for work that a shared limit admits first: `admit` runs on the
+    /// same connection before the transaction (a limit's statement must not hold its row for
+    /// the transaction's length), and a request whose answer is already stored under its key
+    /// is replayed without being admitted again, so a replay is not counted twice.
+    pub async fn run_admitted<T: Serialize, A>(
+        &self,
+        pool: &DbPool,
+        scope: Uuid,
+        meta: &Meta,
+        admit: impl AsyncFnOnce(&mut AsyncPgConnection) -> ApiResult<A>,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection, A) -> ApiResult<Answer<T>>,
+    ) -> ApiResult<Reply> {
+        let mut conn = pool.get().await?;
+        if let Some(replay) = self.stored(&mut conn, scope).await? {
+            return Ok(replay);
+        }
+        let admitted = admit(&mut conn).await?;
+        let reply = tx::run(&mut conn, async |conn| {
+            if let Some(replay) = self.begin(conn, scope).await? {
+                return Ok(replay);
+            }
+            let answer = work(conn, admitted).await?;
+            let reply = self.finish(conn, scope, meta, &answer).await?;
+            Ok::<_, ApiError>(reply.with_headers(&answer.headers))
+        })
+        .await?;
+        Ok(self.committed(reply))
     }
 
     /// The keyed-write frame for work that takes its own connections and commits as it goes
@@ -316,6 +360,15 @@ impl Idempotency {
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             ));
         }
+        self.stored(conn, scope).await
+    }
+
+    /// The stored answer to this request's key, if one is stored: `Some(reply)` to return as
+    /// is; an error when the key was used for another request.
+    async fn stored(&self, conn: &mut AsyncPgConnection, scope: Uuid) -> ApiResult<Option<Reply>> {
+        let Some(k) = &self.key else {
+            return Ok(None);
+        };
         match idempotency_keys::find_live(conn, scope, &k.key).await? {
             None => Ok(None),
             Some(s)

@@ -2,7 +2,8 @@
 //! stale login-throttle rows, expired idempotency keys (whose stored answers may hold
 //! secrets shown once, such as a new webhook's), published outbox rows, finished webhook deliveries and provider
 //! callbacks older than their retention (kept well beyond the longest provider redelivery window, Meta's
-//! seven days, so their event identities still catch replays).
+//! seven days, so their event identities still catch replays), and rate-limit buckets that
+//! have been full for an hour (a missing bucket is a full one).
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -48,6 +49,7 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
         now - chrono::Duration::days(WEBHOOK_DELIVERY_RETENTION_DAYS),
     )
     .await?;
+    let rate_limit_buckets = crate::db::rate_limits::purge_full(&mut conn, 3600.0).await?;
     let mut report = JobReport {
         job: "cleanup".into(),
         ..Default::default()
@@ -60,6 +62,7 @@ pub async fn run(pool: &DbPool, settings: &Settings) -> Result<JobReport, super:
         ("outbox_events", outbox_events),
         ("provider_callbacks", callbacks),
         ("webhook_deliveries", webhook_deliveries),
+        ("rate_limit_buckets", rate_limit_buckets),
     ] {
         report.counts.insert(name.into(), n as i64);
     }

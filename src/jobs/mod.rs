@@ -142,6 +142,8 @@ pub struct Jobs {
     pub metrics: Arc<Metrics>,
     /// Once stopping, no job starts; running ones finish their batch.
     pub lifecycle: Arc<Lifecycle>,
+    /// Wakes the drainers after a run that did something (a job's writes may carry events).
+    pub wakeup: Arc<crate::outbox::Wakeup>,
 }
 
 impl Jobs {
@@ -170,6 +172,12 @@ impl Jobs {
         let result = self.run_named(name).await?;
         self.metrics
             .record_job(name, result.is_ok(), started.elapsed());
+        if result
+            .as_ref()
+            .is_ok_and(|report| report.counts.values().any(|n| *n > 0))
+        {
+            self.wakeup.committed();
+        }
         Some(result)
     }
 

@@ -8,19 +8,19 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncPgConnection;
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::messages::{self as db, Message, NewMessage};
 use crate::domain::MessageStatus;
 use crate::domain::ids::TemplateId;
 use crate::domain::recipient::{EmailAddress, Recipient};
-use crate::domain::{Channel, ProviderId};
+use crate::domain::{Channel, Priority, ProviderId};
 use crate::error::{ApiError, ErrorCode};
 use crate::outbox::{self, OutboxEvent};
 use crate::templates::{self, TemplateRef};
+
+pub use super::request::SendRequest;
 
 /// Longest accepted SMS body, in characters (Twilio's limit).
 pub const SMS_MAX_CHARS: usize = 1600;
@@ -30,42 +30,6 @@ pub const BODY_MAX_BYTES: usize = 64 * 1024;
 pub const METADATA_MAX_BYTES: usize = 4096;
 /// How far ahead a message may be scheduled.
 pub const MAX_SCHEDULE_DAYS: i64 = 35;
-
-/// A send request, as the API and the consumed event carry it.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SendRequest {
-    /// SMS, WHATSAPP, EMAIL, PUSH or VOICE.
-    #[schema(example = "SMS")]
-    pub channel: String,
-    /// E.164 phone number, e-mail address or device token, by channel.
-    #[schema(example = "+14155552671")]
-    pub recipient: String,
-    /// The text to send; or use a template. For EMAIL, the plain-text part (not escaped;
-    /// derived from `html_body` when left out).
-    pub message_body: Option<String>,
-    /// EMAIL only: the HTML part, sent as is beside the plain-text one.
-    pub html_body: Option<String>,
-    /// EMAIL only: the Reply-To address.
-    pub reply_to: Option<String>,
-    /// A template by id (`tpl_…`).
-    pub template_id: Option<String>,
-    /// A template by name (with `locale`, default `en`).
-    pub template_name: Option<String>,
-    pub locale: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub template_variables: Option<Map<String, Value>>,
-    /// E-mail subject (overrides the template's).
-    pub subject: Option<String>,
-    /// Send through this provider only (`prv_…`).
-    pub provider_id: Option<String>,
-    /// Send later (at most 35 days ahead); a time in the past sends now.
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub scheduled_at: Option<DateTime<Utc>>,
-    /// Up to 4 KiB of JSON, returned with the message and its events.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Map<String, Value>>,
-}
 
 enum Content {
     Text {
@@ -97,11 +61,19 @@ pub struct ValidSend {
     source_event_id: Option<String>,
     notification_id: Option<String>,
     reply_to: Option<String>,
+    /// `None`: the default of the path it came by.
+    priority: Option<Priority>,
 }
 
 impl ValidSend {
     pub fn channel(&self) -> Channel {
         self.channel
+    }
+
+    /// Gives the send `priority` unless it asked for one.
+    pub fn with_default_priority(mut self, priority: Priority) -> Self {
+        self.priority.get_or_insert(priority);
+        self
     }
 }
 
@@ -250,6 +222,12 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
             format!("at most {MAX_SCHEDULE_DAYS} days ahead"),
         ));
     }
+    let priority = req
+        .priority
+        .as_deref()
+        .map(|p| p.parse::<Priority>())
+        .transpose()
+        .map_err(|e| ApiError::invalid_field("priority", e))?;
     let metadata = req.metadata.unwrap_or_default();
     if serde_json::to_vec(&metadata)
         .map(|v| v.len())
@@ -268,6 +246,7 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
         source_event_id: None,
         notification_id: None,
         reply_to,
+        priority,
     })
 }
 
@@ -483,6 +462,7 @@ async fn prepare(
         notification_id: send.notification_id,
         html_body,
         reply_to: send.reply_to,
+        priority: send.priority.unwrap_or_default(),
         scheduled_at: send.scheduled_at,
         created_at: now,
         updated_at: now,

@@ -29,6 +29,7 @@ fn event(message: &Message, topic: &str, mut data: Value) -> OutboxEvent {
         aggregate_id: message.id,
         tenant_id: Some(message.tenant_id),
         event: CloudEvent::new(topic, message.tenant_id, data),
+        lane: message.priority.lane(),
     }
 }
 

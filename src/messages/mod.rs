@@ -3,3 +3,4 @@
 
 pub mod accept;
 pub mod events;
+pub mod request;

@@ -1,26 +1,28 @@
 //! The transactional outbox. A change and the event that describes it are written in one
-//! PostgreSQL transaction (`enqueue` refuses a connection that is not inside one), and a
-//! `NOTIFY` on commit wakes the drainer. Events are delivered at least once, in creation order
-//! per aggregate.
+//! PostgreSQL transaction (`enqueue` refuses a connection that is not inside one); after the
+//! commit, [`Wakeup::committed`] wakes the drainers (`wake.rs`: no `NOTIFY` inside the
+//! transaction). Events are delivered at least once, in creation order per aggregate.
 
 pub mod bus;
 pub mod event;
 pub mod process;
 pub mod store;
+pub mod wake;
 
 pub use bus::EventBus;
 pub use event::{CloudEvent, topics};
 pub use process::{DrainReport, EventHandler, Outbox, OutboxPolicy};
+pub use wake::Wakeup;
 
 use diesel::prelude::*;
 use diesel_async::{AnsiTransactionManager, TransactionManager};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::cached::CacheStatement;
 use crate::db::schema::outbox_events;
 
-/// The channel `NOTIFY`'d when events are committed.
+/// The channel on which replicas wake each other's drainers (`wake.rs`).
 pub const NOTIFY_CHANNEL: &str = "cpaas_outbox";
 
 /// What the outbox needs to know about an event.
@@ -30,6 +32,8 @@ pub struct OutboxEvent {
     pub aggregate_id: Uuid,
     pub tenant_id: Option<Uuid>,
     pub event: CloudEvent,
+    /// The drain lane (`Priority::lane`): lower lanes are served first.
+    pub lane: i16,
 }
 
 /// An enqueue that could not happen.
@@ -77,9 +81,11 @@ struct NewOutboxRow<'a> {
     aggregate_id: Uuid,
     topic: &'a str,
     payload: serde_json::Value,
+    lane: i16,
 }
 
-/// Writes events in the caller's transaction and asks for a wake-up on commit.
+/// Writes events in the caller's transaction. Once it commits, the caller calls
+/// [`Wakeup::committed`]; until then, nothing wakes the drainers but their polling.
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     events: &[OutboxEvent],
@@ -99,6 +105,7 @@ pub async fn enqueue(
             aggregate_id: e.aggregate_id,
             topic: &e.event.ty,
             payload: e.event.to_value(),
+            lane: e.lane,
         })
         .collect();
     for chunk in rows.chunks(5000) {
@@ -119,8 +126,5 @@ pub async fn enqueue(
             }
         };
     }
-    // A simple query: one round trip, nothing to prepare.
-    conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}"))
-        .await?;
     Ok(())
 }

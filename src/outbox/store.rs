@@ -33,6 +33,9 @@ pub struct ClaimedEvent {
     pub attempts: i32,
     #[diesel(sql_type = Array<Nullable<Text>>)]
     pub destinations_done: Vec<Option<String>>,
+    /// The event's lane: 0 high, 1 normal, 2 bulk.
+    #[diesel(sql_type = diesel::sql_types::SmallInt)]
+    pub lane: i16,
 }
 
 impl ClaimedEvent {
@@ -53,26 +56,63 @@ impl ClaimedEvent {
 }
 
 /// Claims up to `limit` events whose time has come and whose aggregate has no older pending
-/// event, leasing them to `owner` for `lease`.
+/// event, leasing them to `owner` for `lease`: lane by lane (high, normal, bulk), and within a
+/// lane the tenants in turn (each tenant's first event, then each one's second, and so on), so
+/// one tenant's backlog delays another's events by at most the batch in flight.
 ///
-/// The claim must walk the pending events in `seq` order (`outbox_events_pending_seq_idx`) and
-/// stop after its batch. The queue fills and empties faster than statistics follow, and with
-/// stale statistics the planner believes few events are pending, collects every one of them
-/// and sorts them: hundreds of milliseconds per claim with a large backlog instead of a few.
-/// Sorting is switched off for this one statement, which leaves only the ordered index walk.
+/// The claim walks `outbox_events_lane_tenant_idx`: one probe per lane and tenant with pending
+/// events (a skip scan, the recursive `heads`), then each tenant's oldest events in `seq` order,
+/// at most its share of the batch, each an index walk that stops after its share; what is
+/// sorted is the batch alone. (The claim it replaces switched sorting off, so that stale
+/// statistics could not make the planner collect every pending event and sort them; this one
+/// needs its small sorts, and with them switched off the planner reads the whole table in the
+/// update: 770 ms instead of 16 for a batch of 500 out of 10,000.)
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     owner: &str,
     lease: Duration,
     limit: i64,
 ) -> QueryResult<Vec<ClaimedEvent>> {
-    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-    let owner = owner.to_owned();
-    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-        conn.batch_execute("SET LOCAL enable_sort = off").await?;
-        claim_statement(conn, &owner, lease, limit).await
+    claim_statement(conn, owner, lease, limit).await
+}
+
+/// The tenant key of the lane index (events without a tenant share the nil one).
+const TENANT_KEY: &str = "COALESCE(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)";
+
+fn claim_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH RECURSIVE heads AS ( \
+               (SELECT e.lane, {TENANT_KEY} AS tk FROM outbox_events e \
+                WHERE e.status = 'PENDING' ORDER BY 1, 2 LIMIT 1) \
+               UNION ALL \
+               SELECT n.lane, n.tk FROM heads h CROSS JOIN LATERAL ( \
+                 SELECT e.lane, {TENANT_KEY} AS tk FROM outbox_events e \
+                 WHERE e.status = 'PENDING' AND (e.lane, {TENANT_KEY}) > (h.lane, h.tk) \
+                 ORDER BY 1, 2 LIMIT 1) n), \
+             share AS (SELECT GREATEST(1, ceil($3::float8 / count(*)))::int8 AS n FROM heads), \
+             picked AS ( \
+               SELECT c.id, h.lane, c.seq, \
+                      row_number() OVER (PARTITION BY h.lane, h.tk ORDER BY c.seq) AS turn \
+               FROM heads h CROSS JOIN LATERAL ( \
+                 SELECT e.id, e.seq FROM outbox_events e \
+                 WHERE e.status = 'PENDING' AND e.lane = h.lane AND {TENANT_KEY} = h.tk \
+                   AND e.next_attempt_at <= now() \
+                   AND (e.lease_until IS NULL OR e.lease_until < now()) \
+                   AND NOT EXISTS (SELECT 1 FROM outbox_events o \
+                                   WHERE o.aggregate_id = e.aggregate_id \
+                                     AND o.status = 'PENDING' AND o.seq < e.seq) \
+                 ORDER BY e.seq LIMIT (SELECT n FROM share) \
+                 FOR UPDATE OF e SKIP LOCKED) c), \
+             chosen AS (SELECT id FROM picked ORDER BY lane, turn, seq LIMIT $3) \
+             UPDATE outbox_events e SET lease_owner = $1, \
+               lease_until = now() + make_interval(secs => $2) \
+             WHERE e.id = ANY(ARRAY(SELECT id FROM chosen)) \
+             RETURNING e.id, e.seq, e.tenant_id, e.aggregate_id, e.topic, e.payload, e.attempts, \
+                       e.destinations_done, e.lane"
+        )
     })
-    .await
 }
 
 async fn claim_statement(
@@ -81,31 +121,17 @@ async fn claim_statement(
     lease: Duration,
     limit: i64,
 ) -> QueryResult<Vec<ClaimedEvent>> {
-    diesel::sql_query(
-        "WITH candidates AS ( \
-           SELECT e.id FROM outbox_events e \
-           WHERE e.status = 'PENDING' AND e.next_attempt_at <= now() \
-             AND (e.lease_until IS NULL OR e.lease_until < now()) \
-             AND NOT EXISTS (SELECT 1 FROM outbox_events o \
-                             WHERE o.aggregate_id = e.aggregate_id AND o.status = 'PENDING' \
-                               AND o.seq < e.seq) \
-           ORDER BY e.seq LIMIT $3 \
-           FOR UPDATE SKIP LOCKED) \
-         UPDATE outbox_events e SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
-         FROM candidates c WHERE e.id = c.id \
-         RETURNING e.id, e.seq, e.tenant_id, e.aggregate_id, e.topic, e.payload, e.attempts, \
-                   e.destinations_done",
-    )
-    .bind::<Text, _>(owner)
-    .bind::<Double, _>(lease.as_secs_f64())
-    .bind::<BigInt, _>(limit)
-    .cached()
-    .load(conn)
-    .await
-    .map(|mut rows: Vec<ClaimedEvent>| {
-        rows.sort_by_key(|r| r.seq);
-        rows
-    })
+    diesel::sql_query(claim_sql())
+        .bind::<Text, _>(owner)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<BigInt, _>(limit)
+        .cached()
+        .load(conn)
+        .await
+        .map(|mut rows: Vec<ClaimedEvent>| {
+            rows.sort_by_key(|r| (r.lane, r.seq));
+            rows
+        })
 }
 
 /// Marks events fully handled.

@@ -123,6 +123,7 @@ fn disabled_event(webhook: &DisabledWebhook, last: &AttemptRecord) -> OutboxEven
         aggregate_type: "webhook",
         aggregate_id: webhook.id,
         tenant_id: Some(webhook.tenant_id),
+        lane: crate::domain::Priority::Normal.lane(),
         event: CloudEvent::new(
             topics::WEBHOOK_DISABLED,
             webhook.tenant_id,
@@ -147,6 +148,8 @@ pub struct WebhookSender {
     policy: WebhookPolicy,
     owner: String,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Wakes the drainers after a commit that wrote an event (a webhook disabled).
+    wakeup: Option<Arc<crate::outbox::Wakeup>>,
 }
 
 impl WebhookSender {
@@ -168,7 +171,14 @@ impl WebhookSender {
             policy,
             owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
             metrics,
+            wakeup: None,
         })
+    }
+
+    /// Wakes the drainers after each commit that wrote an event.
+    pub fn with_wakeup(mut self, wakeup: Arc<crate::outbox::Wakeup>) -> Self {
+        self.wakeup = Some(wakeup);
+        self
     }
 
     /// Sends every due delivery, batch after batch (none more once the process is stopping),
@@ -257,7 +267,7 @@ impl WebhookSender {
         crate::db::tx::run(&mut conn, async |conn: &mut AsyncPgConnection| {
             store::record(conn, &self.owner, std::slice::from_ref(record)).await?;
             if record.attempt.is_none() {
-                return Ok::<_, DbError>(());
+                return Ok::<_, DbError>(false);
             }
             let delivered = record.fate == Fate::Delivered;
             let disabled = crate::db::webhooks::record_outcome(
@@ -268,13 +278,18 @@ impl WebhookSender {
                 &breaker,
             )
             .await?;
-            if let Some(webhook) = disabled {
+            if let Some(webhook) = &disabled {
                 tracing::warn!(webhook_id = %webhook.id, url = %webhook.url, failures = webhook.consecutive_failures, "webhook disabled after failing too long");
-                crate::outbox::enqueue(conn, &[disabled_event(&webhook, record)]).await?;
+                crate::outbox::enqueue(conn, &[disabled_event(webhook, record)]).await?;
             }
-            Ok(())
+            Ok(disabled.is_some())
         })
         .await
+        .map(|wrote_event| {
+            if wrote_event && let Some(wakeup) = &self.wakeup {
+                wakeup.committed();
+            }
+        })
     }
 
     /// Gives up this process's leases on deliveries not yet made (graceful shutdown).

@@ -159,6 +159,7 @@ async fn enqueue(app: &TestApp, aggregates: &[Uuid], per_aggregate: usize) {
                         tenant,
                         json!({ "n": n, "aggregate": aggregate }),
                     ),
+                    lane: 1,
                 });
             }
         }
@@ -266,6 +267,7 @@ async fn a_panicking_handler_fails_its_event_and_nothing_else() {
 
     let actor = cpaas::actors::OutboxActor::new(
         outbox.clone(),
+        cpaas::outbox::Wakeup::new(),
         app.database_url.clone(),
         Duration::from_millis(50),
         1000,

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::proxy::Proxy;
 use crate::helpers::{
-    INTERNAL_KEY, TestApp, json, nats_url, spawn_app, spawn_app_with, spawn_on, stream_messages,
-    with_nats,
+    INTERNAL_KEY, Killed, TestApp, free_port, json, nats_url, spawn_app, spawn_app_with, spawn_on,
+    stream_messages, with_nats,
 };
 use crate::messages::{count, sender, sms};
 
@@ -159,28 +159,6 @@ async fn with_the_bus_down_the_backlog_grows_and_drains_when_it_returns() {
         events,
         "nothing lost"
     );
-}
-
-/// A port nothing listens on (yet), below the ephemeral range: no other test's listener on
-/// port 0 can take it meanwhile, and the client's own retries cannot connect to themselves
-/// (an outgoing socket whose ephemeral source port is the port it dials).
-fn free_port() -> u16 {
-    loop {
-        let port = 20_000 + (rand::random::<u16>() % 10_000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A child process that is killed when the test ends, passed or not.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
 }
 
 fn nats_server_binary() -> String {

@@ -13,8 +13,8 @@ pub use read::*;
 pub use send::*;
 
 use crate::db::messages::{Attempt, Message};
-use crate::domain::ProviderId;
 use crate::domain::ids::{AttemptId, MessageId, TemplateId};
+use crate::domain::{Priority, ProviderId};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(send_message)
@@ -45,6 +45,8 @@ pub struct MessageView {
     pub recipient: String,
     #[schema(example = "QUEUED")]
     pub status: String,
+    /// `high`, `normal` or `bulk`.
+    pub priority: Priority,
     pub subject: Option<String>,
     /// The rendered body.
     pub body: String,
@@ -90,6 +92,7 @@ impl From<Message> for MessageView {
             channel: m.channel.to_string(),
             recipient: m.recipient,
             status: m.status.to_string(),
+            priority: m.priority,
             subject: m.subject,
             body: m.body,
             template_id: m.template_id.map(TemplateId::from_uuid),

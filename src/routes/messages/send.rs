@@ -8,8 +8,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::MessageView;
-use crate::domain::Channel;
 use crate::domain::roles::Permission;
+use crate::domain::{Channel, Priority};
 use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, FieldError};
 use crate::http::AuthUser;
 use crate::http::envelope::Meta;
@@ -48,24 +48,36 @@ pub struct BulkResponse {
     pub results: Vec<BulkItemResult>,
 }
 
-/// Admits the valid sends against the tenant's per-channel limits, all or nothing.
-fn admit(
+/// How many valid sends there are of each channel.
+fn per_channel(sends: &[Result<ValidSend, ApiError>]) -> BTreeMap<Channel, u32> {
+    let mut counts: BTreeMap<Channel, u32> = BTreeMap::new();
+    for send in sends.iter().flatten() {
+        *counts.entry(send.channel()).or_default() += 1;
+    }
+    counts
+}
+
+/// Admits the valid sends against the tenant's per-channel limits, all or nothing. Runs on
+/// its own, before the send's transaction.
+async fn admit(
     state: &AppState,
     user: &AuthUser,
-    sends: &[Result<ValidSend, ApiError>],
+    conn: &mut diesel_async::AsyncPgConnection,
+    per_channel: BTreeMap<Channel, u32>,
 ) -> ApiResult<Vec<RateStatus>> {
-    let mut per_channel: BTreeMap<Channel, u32> = BTreeMap::new();
-    for send in sends.iter().flatten() {
-        *per_channel.entry(send.channel()).or_default() += 1;
+    for channel in per_channel.keys() {
+        state.rate_limits.allows(user.plan_tier, *channel)?;
     }
-    per_channel
-        .into_iter()
-        .map(|(channel, n)| {
+    let mut statuses = Vec::with_capacity(per_channel.len());
+    for (channel, n) in per_channel {
+        statuses.push(
             state
                 .rate_limits
-                .check(user.tenant_id, user.plan_tier, channel, n)
-        })
-        .collect()
+                .check(conn, user.tenant_id, user.plan_tier, channel, n)
+                .await?,
+        );
+    }
+    Ok(statuses)
 }
 
 fn with_rate_headers<T>(answer: Answer<T>, statuses: &[RateStatus]) -> Answer<T> {
@@ -102,19 +114,25 @@ pub async fn send_message(
     let send = accept::validate(body.into_inner(), chrono::Utc::now())?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
+    let sends = vec![Ok(send)];
+    let counts = per_channel(&sends);
     idempotency
-        .run(&state.pool, tenant, &meta, async |conn| {
-            let sends = vec![Ok(send)];
-            let limits = admit(&state, &user, &sends)?;
-            let mut results = accept::accept(conn, tenant, sends).await?;
-            let message = results
-                .pop()
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no result for the send")))??;
-            Ok(with_rate_headers(
-                Answer::accepted(MessageView::from(message)),
-                &limits,
-            ))
-        })
+        .run_admitted(
+            &state.pool,
+            tenant,
+            &meta,
+            async |conn| admit(&state, &user, conn, counts).await,
+            async |conn, limits| {
+                let mut results = accept::accept(conn, tenant, sends).await?;
+                let message = results.pop().ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("no result for the send"))
+                })??;
+                Ok(with_rate_headers(
+                    Answer::accepted(MessageView::from(message)),
+                    &limits,
+                ))
+            },
+        )
         .await
 }
 
@@ -163,41 +181,48 @@ pub async fn send_bulk(
             serde_json::from_value::<SendRequest>(item)
                 .map_err(|e| ApiError::validation(vec![FieldError::new("body", e.to_string())]))
                 .and_then(|r| accept::validate(r, now))
+                .map(|send| send.with_default_priority(Priority::Bulk))
         })
         .collect();
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
+    let counts = per_channel(&sends);
     idempotency
-        .run(&state.pool, tenant, &meta, async |conn| {
-            let limits = admit(&state, &user, &sends)?;
-            let results = accept::accept(conn, tenant, sends).await?;
-            let results: Vec<BulkItemResult> = results
-                .into_iter()
-                .enumerate()
-                .map(|(index, r)| match r {
-                    Ok(m) => BulkItemResult {
-                        index,
-                        status: "accepted",
-                        message_id: Some(
-                            crate::domain::ids::MessageId::from_uuid(m.id).to_string(),
-                        ),
-                        error: None,
-                    },
-                    Err(e) => BulkItemResult {
-                        index,
-                        status: "rejected",
-                        message_id: None,
-                        error: Some(e.body()),
-                    },
-                })
-                .collect();
-            let accepted = results.iter().filter(|r| r.error.is_none()).count();
-            let answer = BulkResponse {
-                accepted,
-                rejected: results.len() - accepted,
-                results,
-            };
-            Ok(with_rate_headers(Answer::accepted(answer), &limits))
-        })
+        .run_admitted(
+            &state.pool,
+            tenant,
+            &meta,
+            async |conn| admit(&state, &user, conn, counts).await,
+            async |conn, limits| {
+                let results = accept::accept(conn, tenant, sends).await?;
+                let results: Vec<BulkItemResult> = results
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, r)| match r {
+                        Ok(m) => BulkItemResult {
+                            index,
+                            status: "accepted",
+                            message_id: Some(
+                                crate::domain::ids::MessageId::from_uuid(m.id).to_string(),
+                            ),
+                            error: None,
+                        },
+                        Err(e) => BulkItemResult {
+                            index,
+                            status: "rejected",
+                            message_id: None,
+                            error: Some(e.body()),
+                        },
+                    })
+                    .collect();
+                let accepted = results.iter().filter(|r| r.error.is_none()).count();
+                let answer = BulkResponse {
+                    accepted,
+                    rejected: results.len() - accepted,
+                    results,
+                };
+                Ok(with_rate_headers(Answer::accepted(answer), &limits))
+            },
+        )
         .await
 }

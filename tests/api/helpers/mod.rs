@@ -323,3 +323,25 @@ pub fn serve_binary(app: &TestApp, extra: &[(&str, String)]) -> std::process::Ch
     }
     command.spawn().expect("the binary starts")
 }
+
+/// A port nothing listens on (yet), below the ephemeral range: no other test's listener on
+/// port 0 can take it meanwhile, and the client's own retries cannot connect to themselves
+/// (an outgoing socket whose ephemeral source port is the port it dials).
+pub fn free_port() -> u16 {
+    loop {
+        let port = 20_000 + (rand::random::<u16>() % 10_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A child process that is killed when the test ends, passed or not.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}

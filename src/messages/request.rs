@@ -1,0 +1,50 @@
+//! The body of a send, as `POST /cpaas/v1/messages` (and each item of a bulk request) and the
+//! consumed `notify.transactional.requested` event carry it. `accept::validate` turns it into a
+//! `ValidSend`.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::domain::Priority;
+
+/// A send request, as the API and the consumed event carry it.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// SMS, WHATSAPP, EMAIL, PUSH or VOICE.
+    #[schema(example = "SMS")]
+    pub channel: String,
+    /// E.164 phone number, e-mail address or device token, by channel.
+    #[schema(example = "+14155552671")]
+    pub recipient: String,
+    /// The text to send; or use a template. For EMAIL, the plain-text part (not escaped;
+    /// derived from `html_body` when left out).
+    pub message_body: Option<String>,
+    /// EMAIL only: the HTML part, sent as is beside the plain-text one.
+    pub html_body: Option<String>,
+    /// EMAIL only: the Reply-To address.
+    pub reply_to: Option<String>,
+    /// A template by id (`tpl_…`).
+    pub template_id: Option<String>,
+    /// A template by name (with `locale`, default `en`).
+    pub template_name: Option<String>,
+    pub locale: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub template_variables: Option<Map<String, Value>>,
+    /// E-mail subject (overrides the template's).
+    pub subject: Option<String>,
+    /// Send through this provider only (`prv_…`).
+    pub provider_id: Option<String>,
+    /// Send later (at most 35 days ahead); a time in the past sends now.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// Up to 4 KiB of JSON, returned with the message and its events.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Map<String, Value>>,
+    /// `high` (one-time codes, transactional), `normal` or `bulk`: higher lanes are delivered
+    /// first. Default `normal`, and `bulk` for the items of `POST /messages/bulk`.
+    #[schema(value_type = Option<Priority>)]
+    pub priority: Option<String>,
+}
