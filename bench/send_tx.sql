@@ -3,14 +3,14 @@
 -- look-up, message insert, outbox insert.
 \set n random(1, 1000000)
 INSERT INTO rate_limit_buckets AS b (key, tat, granted)
-SELECT 'send:00000000-0000-0000-0000-000000000001:SMS', now() + make_interval(secs => g * 6e-8), g
+SELECT 'send:00000000-0000-0000-0000-000000000001:SMS', clock_timestamp() + make_interval(secs => g * 6e-8), g
   FROM (SELECT CASE WHEN true THEN (CASE WHEN 1 <= 1000000000 THEN 1 ELSE 0 END)
                ELSE GREATEST(0, LEAST(1, 1000000000)) END AS g) AS f
 ON CONFLICT (key) DO UPDATE SET
-  granted = CASE WHEN true THEN (CASE WHEN 1 <= floor(1000000000 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - now()))) / 6e-8 + 1e-9)::int THEN 1 ELSE 0 END)
+  granted = CASE WHEN true THEN (CASE WHEN 1 <= floor(1000000000 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - clock_timestamp()))) / 6e-8 + 1e-9)::int THEN 1 ELSE 0 END)
                  ELSE 1 END,
-  tat = GREATEST(b.tat, now()) + make_interval(secs => (CASE WHEN 1 <= floor(1000000000 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - now()))) / 6e-8 + 1e-9)::int THEN 1 ELSE 0 END) * 6e-8)
-RETURNING granted AS units, GREATEST(0, EXTRACT(EPOCH FROM (tat - now())))::float8 AS ahead_secs;
+  tat = GREATEST(b.tat, clock_timestamp()) + make_interval(secs => (CASE WHEN 1 <= floor(1000000000 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - clock_timestamp()))) / 6e-8 + 1e-9)::int THEN 1 ELSE 0 END) * 6e-8)
+RETURNING granted AS units, GREATEST(0, EXTRACT(EPOCH FROM (tat - clock_timestamp())))::float8 AS ahead_secs;
 BEGIN;
 SELECT recipient, channel FROM opt_outs
  WHERE tenant_id = '00000000-0000-0000-0000-000000000001' AND removed_at IS NULL

@@ -2,8 +2,9 @@
 # The stack the latency and soak benchmarks share: the mock providers on MOCK_PORT and
 # `cpaas serve` on PORT (seeded, on DB_URL, events on NATS under a stream named after TAG),
 # with a Vonage provider pointing at the mock. Needs BIN, PORT, MOCK_PORT, DB_URL, NATS, TAG;
-# extra `NAME=value` arguments are added to the service's environment. Sets `svc` to the
-# service's pid and appends both pids to `pids`.
+# extra `NAME=value` arguments are added to the service's environment; the service's log goes
+# to SERVICE_LOG (default: nowhere). Sets `svc` to the service's pid and appends both pids to
+# `pids`.
 
 # Prints the access token of a seeded user.
 bench_login() {
@@ -18,7 +19,7 @@ start_vonage_stack() {
     DEV_KEYS_DIR=/tmp/cpaas-bench-keys DATABASE_POOL_SIZE=16 LOG_FORMAT=json RUST_LOG=warn \
     NATS_URL="$NATS" NATS_STREAM="${TAG^^}_$RUN" NATS_SUBJECT_PREFIX="$TAG$RUN." CONSUMERS_ENABLED=false \
     RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 "$@" \
-    "$BIN" serve >/dev/null 2>&1 &
+    "$BIN" serve >"${SERVICE_LOG:-/dev/null}" 2>&1 &
   svc=$!
   pids+=("$svc")
   for _ in $(seq 1 100); do

@@ -5,7 +5,9 @@
 //! theoretical arrival time (TAT): a request for `n` units is granted when the TAT, moved to now
 //! if it is past, plus `n` intervals is at most `capacity` intervals ahead of now; the TAT then
 //! moves by what was granted. The row's update is atomic, so replicas together admit exactly
-//! the bucket's capacity, whatever their number.
+//! the bucket's capacity, whatever their number. Time is `clock_timestamp()`, read once the
+//! row is locked (not the statement's start, `now()`): the requests on one bucket then see
+//! the clock in the order they update it, and the counts they report follow each other.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Double, Integer, Text};
@@ -62,7 +64,8 @@ const GRANT: &str = "CASE WHEN $5 THEN (CASE WHEN $2 <= {free} THEN $2 ELSE 0 EN
                      ELSE GREATEST(0, LEAST($2, {free})) END";
 
 /// Free units of the existing row `b`.
-const FREE: &str = "floor($4 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - now()))) / $3 + 1e-9)::int";
+const FREE: &str =
+    "floor($4 - GREATEST(0, EXTRACT(EPOCH FROM (b.tat - clock_timestamp()))) / $3 + 1e-9)::int";
 
 fn statement() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -71,12 +74,13 @@ fn statement() -> &'static str {
         let existing = GRANT.replace("{free}", FREE);
         format!(
             "INSERT INTO rate_limit_buckets AS b (key, tat, granted) \
-             SELECT $1, now() + make_interval(secs => g * $3), g FROM (SELECT {fresh} AS g) AS f \
+             SELECT $1, clock_timestamp() + make_interval(secs => g * $3), g \
+             FROM (SELECT {fresh} AS g) AS f \
              ON CONFLICT (key) DO UPDATE SET \
                granted = {existing}, \
-               tat = GREATEST(b.tat, now()) + make_interval(secs => ({existing}) * $3) \
+               tat = GREATEST(b.tat, clock_timestamp()) + make_interval(secs => ({existing}) * $3) \
              RETURNING granted AS units, \
-               GREATEST(0, EXTRACT(EPOCH FROM (tat - now())))::float8 AS ahead_secs"
+               GREATEST(0, EXTRACT(EPOCH FROM (tat - clock_timestamp())))::float8 AS ahead_secs"
         )
     })
 }
