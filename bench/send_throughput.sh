@@ -63,7 +63,7 @@ errors=$(( $(field errors_status) + $(field errors_connect) + $(field errors_tim
 accepted=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM messages WHERE created_at > now() - interval '$((DURATION + 5)) seconds'")
 
 pgbench_tps() {
-  step "baseline: pgbench -c$CONNS -j2 -T$DURATION -M prepared -f $1"
+  step "baseline: pgbench -c$CONNS -j2 -T$DURATION -M prepared -f $1" >&2
   "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -c "$CONNS" -j 2 -T "$DURATION" -M prepared \
     -f "$1" "$DB" 2>&1 | grep -E '^tps' | sed -E 's/tps = ([0-9.]+).*/\1/' | head -n 1
 }

@@ -3,7 +3,8 @@
 -- look-up, message insert, outbox insert.
 \set n random(1, 1000000)
 INSERT INTO rate_limit_buckets AS b (key, tat, granted)
-SELECT 'send:00000000-0000-0000-0000-000000000001:SMS', clock_timestamp() + make_interval(secs => g * 6e-8), g
+SELECT 'send' || chr(58) || '00000000-0000-0000-0000-000000000001' || chr(58) || 'SMS', -- chr(58) is ':', which pgbench would read as a variable
+       clock_timestamp() + make_interval(secs => g * 6e-8), g
   FROM (SELECT CASE WHEN true THEN (CASE WHEN 1 <= 1000000000 THEN 1 ELSE 0 END)
                ELSE GREATEST(0, LEAST(1, 1000000000)) END AS g) AS f
 ON CONFLICT (key) DO UPDATE SET
