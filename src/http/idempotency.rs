@@ -264,7 +264,19 @@ impl Idempotency {
         work: impl AsyncFnOnce(&mut AsyncPgConnection) -> ApiResult<Answer<T>>,
     ) -> ApiResult<Reply> {
         let mut conn = pool.get().await?;
-        let reply = tx::run(&mut conn, async |conn| {
+        self.in_transaction(&mut conn, scope, meta, work).await
+    }
+
+    /// The transaction of a keyed write: the key's lock and replay check, the work, its answer
+    /// stored under the key; once committed, the drainers are woken.
+    async fn in_transaction<T: Serialize>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        scope: Uuid,
+        meta: &Meta,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> ApiResult<Answer<T>>,
+    ) -> ApiResult<Reply> {
+        let reply = tx::run(conn, async |conn| {
             if let Some(replay) = self.begin(conn, scope).await? {
                 return Ok(replay);
             }
@@ -303,16 +315,10 @@ impl Idempotency {
             return Ok(replay);
         }
         let admitted = admit(&mut conn).await?;
-        let reply = tx::run(&mut conn, async |conn| {
-            if let Some(replay) = self.begin(conn, scope).await? {
-                return Ok(replay);
-            }
-            let answer = work(conn, admitted).await?;
-            let reply = self.finish(conn, scope, meta, &answer).await?;
-            Ok::<_, ApiError>(reply.with_headers(&answer.headers))
+        self.in_transaction(&mut conn, scope, meta, async |conn| {
+            work(conn, admitted).await
         })
-        .await?;
-        Ok(self.committed(reply))
+        .await
     }
 
     /// The keyed-write frame for work that takes its own connections and commits as it goes
