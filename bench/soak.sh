@@ -6,6 +6,10 @@
 # took more than once (duplicated), counted with the mock's tally, which never rolls over.
 #
 #   bash bench/soak.sh                      # DURATION=300 WINDOW=60 for a short run
+#
+# SERVICE_LOG=file keeps the service's log; ACTIVITY_LOG=file records every 5 s what the
+# service's database sessions are doing (state and wait event, counted) and how old its oldest
+# open transaction is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/services.sh
@@ -49,4 +53,16 @@ fi
 TAG=soak
 start_vonage_stack ACCESS_TOKEN_TTL_SECS=86400
 step "sending at ${RATE:-200}/s for ${DURATION:-1800}s, windows of ${WINDOW:-300}s"
+if [ -n "${ACTIVITY_LOG:-}" ]; then
+  while :; do
+    {
+      date -u +%FT%TZ
+      pg_url "$ADMIN_URL" -At -c "SELECT state, coalesce(wait_event_type || ':' || wait_event, '-'), count(*), \
+          round(extract(epoch FROM max(now() - xact_start))::numeric, 1) \
+        FROM pg_stat_activity WHERE datname = '$DB' GROUP BY 1, 2 ORDER BY 3 DESC"
+    } >>"$ACTIVITY_LOG" 2>&1 || true
+    sleep 5
+  done &
+  pids+=($!)
+fi
 python3 bench/soak.py "$PORT" "$MOCK_PORT" "$(bench_login dev@eventzr.com)" "$svc"
