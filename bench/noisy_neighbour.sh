@@ -41,10 +41,7 @@ tenant_b=$(cli tenant add --name neighbour --plan-tier professional 2>/dev/null 
 CPAAS_USER_PASSWORD='Password123!' cli user add --tenant-id "$tenant_b" \
   --email neighbour@bench.test --roles admin,developer >/dev/null 2>&1
 token_b=$(bench_login neighbour@bench.test)
-curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/providers" -H "authorization: Bearer $token_b" \
-  -H 'content-type: application/json' -o /dev/null -d "{\"name\":\"vonage-mock\",\"kind\":\"VONAGE\",\"priority\":1,
-  \"config\":{\"from\":\"Eventzr\",\"base_url\":\"http://127.0.0.1:$MOCK_PORT\"},
-  \"credentials\":{\"api_key\":\"k\",\"api_secret\":\"s\",\"signature_secret\":\"x\"}}"
+add_vonage_provider "$token_b"
 
 step "A posts ${BULK:-50000} bulk messages; B sends ${RATE:-10} high messages a second for ${DURATION:-30} s"
 python3 bench/noisy_neighbour.py "$PORT" "$MOCK_PORT" "$(bench_login dev@eventzr.com)" "$token_b"

@@ -26,9 +26,12 @@ start_vonage_stack() {
     curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/_internal/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  local admin
-  admin=$(bench_login admin@eventzr.com)
-  curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/providers" -H "authorization: Bearer $admin" \
+  add_vonage_provider "$(bench_login admin@eventzr.com)"
+}
+
+# Gives the tenant of the admin token $1 a Vonage provider pointing at the mock.
+add_vonage_provider() {
+  curl -fsS "http://127.0.0.1:$PORT/cpaas/v1/providers" -H "authorization: Bearer $1" \
     -H 'content-type: application/json' -o /dev/null -d "{\"name\":\"vonage-mock\",\"kind\":\"VONAGE\",\"priority\":1,
     \"config\":{\"from\":\"Eventzr\",\"base_url\":\"http://127.0.0.1:$MOCK_PORT\"},
     \"credentials\":{\"api_key\":\"k\",\"api_secret\":\"s\",\"signature_secret\":\"x\"}}"
