@@ -8,8 +8,9 @@
 #   bash bench/soak.sh                      # DURATION=300 WINDOW=60 for a short run
 #
 # SERVICE_LOG=file keeps the service's log; ACTIVITY_LOG=file records every 5 s what the
-# service's database sessions are doing (state and wait event, counted) and how old its oldest
-# open transaction is.
+# service's database sessions are doing (state and wait event, counted), how old its oldest
+# open transaction is, and what the machine did meanwhile (CPU steal and iowait, disk writes,
+# WAL written, checkpoints).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/services.sh
@@ -57,6 +58,13 @@ if [ -n "${ACTIVITY_LOG:-}" ]; then
   while :; do
     {
       date -u +%FT%TZ
+      # The machine: CPU jiffies (user nice system idle iowait irq softirq steal), the busiest
+      # disk's completed writes, sectors written and milliseconds spent on I/O, the WAL
+      # written so far and the checkpoints (timed, requested).
+      awk '/^cpu /{print "cpu", $2, $3, $4, $5, $6, $7, $8, $9}' /proc/stat
+      sort -k10 -n -r /proc/diskstats | awk 'NR==1{print "disk", $3, $8, $10, $13}'
+      pg_url "$ADMIN_URL" -At -F ' ' -c "SELECT 'wal', wal_bytes, wal_sync FROM pg_stat_wal" \
+        -c "SELECT 'checkpoints', checkpoints_timed, checkpoints_req FROM pg_stat_bgwriter"
       pg_url "$ADMIN_URL" -At -c "SELECT state, coalesce(wait_event_type || ':' || wait_event, '-'), count(*), \
           round(extract(epoch FROM max(now() - xact_start))::numeric, 1) \
         FROM pg_stat_activity WHERE datname = '$DB' GROUP BY 1, 2 ORDER BY 3 DESC"

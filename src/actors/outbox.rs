@@ -1,7 +1,8 @@
 //! OutboxActor: wakes when this process commits events (`Wakeup`), on another replica's
 //! `NOTIFY cpaas_outbox` (a listener that reconnects) and on a polling interval, and drains the
 //! outbox through `Outbox::drain`. One drain runs at a time; a wake-up
-//! during a drain schedules another right after it. A panic inside a drain is caught and logged;
+//! during a drain schedules another right after it, and a wake-up for high-lane events also
+//! lets the running drain make its express claim (`Outbox::nudge_urgent`). A panic inside a drain is caught and logged;
 //! the actor keeps going.
 
 use std::panic::AssertUnwindSafe;
@@ -12,12 +13,17 @@ use actix::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 
-use crate::outbox::{NOTIFY_CHANNEL, Outbox, Wakeup};
+use crate::outbox::{Announced, NOTIFY_CHANNEL, Outbox, Wakeup};
 
 /// Drain now.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// Drain now: high-lane events were committed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WakeUrgent;
 
 /// The outbox drainer actor.
 pub struct OutboxActor {
@@ -103,9 +109,22 @@ impl Actor for OutboxActor {
             }
             .into_actor(self),
         );
+        let wakeup = self.wakeup.clone();
+        let local = addr.clone();
+        ctx.spawn(
+            async move {
+                loop {
+                    wakeup.next_urgent().await;
+                    if !local.connected() {
+                        return;
+                    }
+                    local.do_send(WakeUrgent);
+                }
+            }
+            .into_actor(self),
+        );
         let url = self.database_url.clone();
-        let own = self.wakeup.instance().to_owned();
-        ctx.spawn(listen(url, own, addr).into_actor(self));
+        ctx.spawn(listen(url, self.wakeup.clone(), addr).into_actor(self));
         self.kick(ctx);
     }
 }
@@ -126,11 +145,22 @@ impl Handler<Wake> for OutboxActor {
     }
 }
 
-/// Listens for the other replicas' wake-ups (this process's own, payload `own`, are ignored:
-/// it woke in-process already) and wakes the actor; reconnects when the connection drops.
-async fn listen(url: String, own: String, addr: Addr<OutboxActor>) {
+impl Handler<WakeUrgent> for OutboxActor {
+    type Result = ();
+
+    fn handle(&mut self, _: WakeUrgent, ctx: &mut Self::Context) {
+        if self.running {
+            self.outbox.nudge_urgent();
+        }
+        self.kick(ctx);
+    }
+}
+
+/// Listens for the other replicas' wake-ups (this process's own are ignored: it woke
+/// in-process already) and wakes the actor; reconnects when the connection drops.
+async fn listen(url: String, wakeup: Arc<Wakeup>, addr: Addr<OutboxActor>) {
     loop {
-        match listen_once(&url, &own, &addr).await {
+        match listen_once(&url, &wakeup, &addr).await {
             Ok(()) => tracing::info!("outbox listener connection closed; reconnecting"),
             Err(e) => tracing::warn!(error = %e, "outbox listener failed; reconnecting"),
         }
@@ -141,7 +171,7 @@ async fn listen(url: String, own: String, addr: Addr<OutboxActor>) {
     }
 }
 
-async fn listen_once(url: &str, own: &str, addr: &Addr<OutboxActor>) -> anyhow::Result<()> {
+async fn listen_once(url: &str, wakeup: &Wakeup, addr: &Addr<OutboxActor>) -> anyhow::Result<()> {
     let mut conn: AsyncPgConnection = crate::db::connect(url, Duration::from_secs(3)).await?;
     diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
         .execute(&mut conn)
@@ -149,13 +179,17 @@ async fn listen_once(url: &str, own: &str, addr: &Addr<OutboxActor>) -> anyhow::
     addr.do_send(Wake);
     let mut notifications = std::pin::pin!(conn.notifications_stream());
     while let Some(n) = notifications.next().await {
-        if n?.payload == own {
+        let announced = wakeup.announced(&n?.payload);
+        if announced == Announced::Own {
             continue;
         }
         if !addr.connected() {
             return Ok(());
         }
-        addr.do_send(Wake);
+        match announced {
+            Announced::Urgent => addr.do_send(WakeUrgent),
+            _ => addr.do_send(Wake),
+        }
     }
     Ok(())
 }

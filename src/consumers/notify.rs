@@ -129,11 +129,13 @@ fn refused(e: &ApiError) -> String {
     format!("{}: {}", e.code.as_str(), e.message)
 }
 
-/// Handles one event; safe to call again with the same event.
+/// Handles one event; safe to call again with the same event. A `high` send accepted wakes
+/// the drainers' express claim once committed.
 pub async fn handle(deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<Consumed> {
     let mut conn = deps.pool.get().await.map_err(DbError::from)?;
     let tenant = tenant_of(event);
-    tx::run(&mut conn, async |conn| {
+    let urgent = std::sync::atomic::AtomicBool::new(false);
+    let consumed = tx::run(&mut conn, async |conn| {
         let Some(tenant) = tenant else {
             return reject(conn, event, None, "no tenantId".into()).await;
         };
@@ -149,13 +151,16 @@ pub async fn handle(deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<C
             return Ok(Consumed::Duplicate);
         }
         let send = send.from_event(&event.id).for_notification(notification_id);
-        let result = accept::accept(conn, tenant, vec![Ok(send)]).await?;
-        match result.into_iter().next() {
-            Some(Ok(message)) => Ok(Consumed::Done {
-                outcome: "accepted",
-                detail: Some(crate::domain::ids::MessageId::from_uuid(message.id).to_string()),
-            }),
-            Some(Err(e)) => {
+        let is_urgent = send.is_urgent();
+        match accept::accept_one(conn, tenant, send).await? {
+            Ok(message) => {
+                urgent.store(is_urgent, std::sync::atomic::Ordering::Relaxed);
+                Ok(Consumed::Done {
+                    outcome: "accepted",
+                    detail: Some(crate::domain::ids::MessageId::from_uuid(message.id).to_string()),
+                })
+            }
+            Err(e) => {
                 let detail = refused(&e);
                 diesel::update(consumed_events::table.find(&event.id))
                     .set((
@@ -170,9 +175,12 @@ pub async fn handle(deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<C
                     detail: Some(detail),
                 })
             }
-            None => Ok(Consumed::Duplicate),
         }
     })
     .await
-    .map_err(|e: ApiError| anyhow::anyhow!("{e}"))
+    .map_err(|e: ApiError| anyhow::anyhow!("{e}"))?;
+    if std::sync::atomic::AtomicBool::load(&urgent, std::sync::atomic::Ordering::Relaxed) {
+        deps.wakeup.committed_urgent();
+    }
+    Ok(consumed)
 }

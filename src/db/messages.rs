@@ -85,6 +85,46 @@ pub struct NewMessage {
     pub priority: Priority,
 }
 
+impl NewMessage {
+    /// The row as it is once inserted, before anything else happens to it: no provider, no
+    /// attempt, no outcome (the events of its acceptance are built from it before the insert).
+    pub fn as_inserted(&self) -> Message {
+        Message {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            channel: self.channel,
+            recipient: self.recipient.clone(),
+            status: self.status,
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+            template_id: self.template_id,
+            template_version: self.template_version,
+            pinned_provider_id: self.pinned_provider_id,
+            provider_id: None,
+            provider_kind: None,
+            provider_message_id: None,
+            attempts: 0,
+            cost_usd_micros: None,
+            error_code: None,
+            error_message: None,
+            metadata: self.metadata.clone(),
+            source_event_id: self.source_event_id.clone(),
+            scheduled_at: self.scheduled_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            sent_at: None,
+            delivered_at: None,
+            read_at: None,
+            failed_at: None,
+            cancelled_at: None,
+            notification_id: self.notification_id.clone(),
+            html_body: self.html_body.clone(),
+            reply_to: self.reply_to.clone(),
+            priority: self.priority,
+        }
+    }
+}
+
 /// An attempt row.
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = message_attempts)]
@@ -141,6 +181,131 @@ pub async fn insert_messages(
                     .await?
             }
         });
+    }
+    Ok(out)
+}
+
+/// An outbox row written by [`insert_message_with_event`] (the outbox module builds it).
+pub struct EventRow<'a> {
+    pub id: Uuid,
+    pub aggregate_type: &'a str,
+    pub topic: &'a str,
+    pub payload: Value,
+    pub lane: i16,
+}
+
+fn message_with_event_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH m AS ( \
+               INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
+                 template_id, template_version, pinned_provider_id, metadata, source_event_id, \
+                 scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, \
+                 priority) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18, $19) \
+               RETURNING {}), \
+             o AS ( \
+               INSERT INTO outbox_events (id, tenant_id, aggregate_type, aggregate_id, topic, \
+                 payload, lane) \
+               SELECT $20, m.tenant_id, $21, m.id, $22, $23, $24 FROM m) \
+             SELECT {MESSAGE_COLUMNS} FROM m",
+            MESSAGE_COLUMNS.replace("m.", "")
+        )
+    })
+}
+
+/// Inserts one message and its event in one statement, atomic on its own: a send that needs
+/// nothing else written does it without a transaction (no `BEGIN`, no `COMMIT` round trip).
+pub async fn insert_message_with_event(
+    conn: &mut AsyncPgConnection,
+    row: &NewMessage,
+    event: EventRow<'_>,
+) -> QueryResult<Message> {
+    use diesel::sql_types::{Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(message_with_event_sql())
+        .bind::<SqlUuid, _>(row.id)
+        .bind::<SqlUuid, _>(row.tenant_id)
+        .bind::<Text, _>(row.channel.as_str())
+        .bind::<Text, _>(&row.recipient)
+        .bind::<Text, _>(row.status.as_str())
+        .bind::<Nullable<Text>, _>(row.subject.as_deref())
+        .bind::<Text, _>(&row.body)
+        .bind::<Nullable<SqlUuid>, _>(row.template_id)
+        .bind::<Nullable<Int4>, _>(row.template_version)
+        .bind::<Nullable<SqlUuid>, _>(row.pinned_provider_id)
+        .bind::<Jsonb, _>(&row.metadata)
+        .bind::<Nullable<Text>, _>(row.source_event_id.as_deref())
+        .bind::<Nullable<Timestamptz>, _>(row.scheduled_at)
+        .bind::<Timestamptz, _>(row.created_at)
+        .bind::<Timestamptz, _>(row.updated_at)
+        .bind::<Nullable<Text>, _>(row.notification_id.as_deref())
+        .bind::<Nullable<Text>, _>(row.html_body.as_deref())
+        .bind::<Nullable<Text>, _>(row.reply_to.as_deref())
+        .bind::<Text, _>(row.priority.as_str())
+        .bind::<SqlUuid, _>(event.id)
+        .bind::<Text, _>(event.aggregate_type)
+        .bind::<Text, _>(event.topic)
+        .bind::<Jsonb, _>(event.payload)
+        .bind::<Int2, _>(event.lane)
+        .cached()
+        .get_result(conn)
+        .await
+}
+
+/// What a send is checked against, read in one statement: which of `recipients` have opted
+/// out of which channel (or `ALL`), and each of `channels`' active providers, best first.
+#[derive(Debug, Default)]
+pub struct SendLookups {
+    pub opted_out: std::collections::HashSet<(String, String)>,
+    pub providers: std::collections::HashMap<String, Vec<Uuid>>,
+}
+
+pub async fn send_lookups(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    recipients: Vec<String>,
+    channels: Vec<String>,
+) -> QueryResult<SendLookups> {
+    use diesel::sql_types::{Array, Nullable, Text, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        kind: String,
+        #[diesel(sql_type = Text)]
+        a: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        b: Option<String>,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        id: Option<Uuid>,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT 'o' AS kind, o.recipient AS a, o.channel AS b, NULL::uuid AS id, 0 AS prio \
+         FROM opt_outs o \
+         WHERE o.tenant_id = $1 AND o.removed_at IS NULL AND o.recipient = ANY($2) \
+         UNION ALL \
+         SELECT 'p', c.channel, NULL, p.id, p.priority \
+         FROM unnest($3::text[]) AS c(channel) \
+         JOIN providers p ON p.tenant_id = $1 AND p.deleted_at IS NULL AND p.is_active \
+           AND p.channels @> ARRAY[c.channel] \
+         ORDER BY 1, 5, 4",
+    )
+    .bind::<SqlUuid, _>(tenant_id)
+    .bind::<Array<Text>, _>(recipients)
+    .bind::<Array<Text>, _>(channels)
+    .cached()
+    .load(conn)
+    .await?;
+    let mut out = SendLookups::default();
+    for row in rows {
+        match (row.kind.as_str(), row.b, row.id) {
+            ("o", Some(channel), _) => {
+                out.opted_out.insert((row.a, channel));
+            }
+            (_, _, Some(id)) => out.providers.entry(row.a).or_default().push(id),
+            _ => {}
+        }
     }
     Ok(out)
 }
@@ -240,24 +405,6 @@ pub async fn mark_cancelled(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
         ))
         .returning(Message::as_returning())
         .get_result(conn)
-        .await
-}
-
-/// Ids of the tenant's live, active providers that carry `channel`, best first.
-pub async fn active_providers_for(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    channel: &str,
-) -> QueryResult<Vec<Uuid>> {
-    use super::schema::providers;
-    providers::table
-        .filter(providers::tenant_id.eq(tenant_id))
-        .filter(providers::deleted_at.is_null())
-        .filter(providers::is_active.eq(true))
-        .filter(providers::channels.contains(vec![Some(channel.to_owned())]))
-        .order((providers::priority.asc(), providers::id.asc()))
-        .select(providers::id)
-        .load(conn)
         .await
 }
 

@@ -12,7 +12,6 @@ use diesel::upsert::DecoratableTarget;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::cached::CacheStatement;
 use super::schema::opt_outs;
 use crate::domain::opt_out::OptOutScope;
 use crate::domain::{Channel, OptOutId};
@@ -215,30 +214,4 @@ pub async fn list_opt_outs(
         query = query.filter(opt_outs::source.eq(source.clone()));
     }
     query.load(conn).await
-}
-
-/// Which of `recipients` have a live opt-out, as (recipient, channel or `ALL`) pairs.
-pub async fn opted_out(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    recipients: Vec<String>,
-) -> QueryResult<std::collections::HashSet<(String, String)>> {
-    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
-    #[derive(diesel::QueryableByName)]
-    struct OptedOut {
-        #[diesel(sql_type = Text)]
-        recipient: String,
-        #[diesel(sql_type = Text)]
-        channel: String,
-    }
-    let rows: Vec<OptedOut> = diesel::sql_query(
-        "SELECT recipient, channel FROM opt_outs \
-         WHERE tenant_id = $1 AND removed_at IS NULL AND recipient = ANY($2)",
-    )
-    .bind::<SqlUuid, _>(tenant_id)
-    .bind::<Array<Text>, _>(recipients)
-    .cached()
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.recipient, r.channel)).collect())
 }

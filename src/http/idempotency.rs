@@ -125,6 +125,8 @@ pub struct Reply {
     body: Vec<u8>,
     replayed: bool,
     headers: Vec<(&'static str, String)>,
+    /// The work wrote high-lane events (not stored for replays).
+    urgent: bool,
 }
 
 impl Reply {
@@ -206,6 +208,7 @@ pub struct Answer<T> {
     data: T,
     headers: Vec<(&'static str, String)>,
     sealed: bool,
+    urgent: bool,
 }
 
 impl<T> Answer<T> {
@@ -215,7 +218,15 @@ impl<T> Answer<T> {
             data,
             headers: Vec::new(),
             sealed: false,
+            urgent: false,
         }
+    }
+
+    /// Marks an answer whose work wrote high-lane events: once committed, the drainers are
+    /// woken for an express claim (`Wakeup::committed_urgent`).
+    pub fn urgent(mut self, urgent: bool) -> Self {
+        self.urgent = urgent;
+        self
     }
 
     /// Marks an answer that carries a secret (a webhook's signing secret): its stored copy
@@ -281,7 +292,8 @@ impl Idempotency {
                 return Ok(replay);
             }
             let answer = work(conn).await?;
-            let reply = self.finish(conn, scope, meta, &answer).await?;
+            let mut reply = self.finish(conn, scope, meta, &answer).await?;
+            reply.urgent = answer.urgent;
             Ok::<_, ApiError>(reply.with_headers(&answer.headers))
         })
         .await?;
@@ -293,7 +305,11 @@ impl Idempotency {
         if !reply.replayed
             && let Some(wakeup) = &self.wakeup
         {
-            wakeup.committed();
+            if reply.urgent {
+                wakeup.committed_urgent();
+            } else {
+                wakeup.committed();
+            }
         }
         reply
     }
@@ -319,6 +335,28 @@ impl Idempotency {
             work(conn, admitted).await
         })
         .await
+    }
+
+    /// [`Idempotency::run_admitted`] for work whose writes are one statement (atomic on its
+    /// own): with a key, the same; without one, no transaction is opened around it, which
+    /// saves the `BEGIN` and `COMMIT` round trips of every unkeyed send.
+    pub async fn run_admitted_atomic<T: Serialize, A>(
+        &self,
+        pool: &DbPool,
+        scope: Uuid,
+        meta: &Meta,
+        admit: impl AsyncFnOnce(&mut AsyncPgConnection) -> ApiResult<A>,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection, A) -> ApiResult<Answer<T>>,
+    ) -> ApiResult<Reply> {
+        if self.is_keyed() {
+            return self.run_admitted(pool, scope, meta, admit, work).await;
+        }
+        let mut conn = pool.get().await?;
+        let admitted = admit(&mut conn).await?;
+        let answer = work(&mut conn, admitted).await?;
+        let mut reply = Self::unkeyed(meta, answer.status, &answer.data)?;
+        reply.urgent = answer.urgent;
+        Ok(self.committed(reply.with_headers(&answer.headers)))
     }
 
     /// The keyed-write frame for work that takes its own connections and commits as it goes
@@ -352,6 +390,7 @@ impl Idempotency {
             body,
             replayed: false,
             headers: Vec::new(),
+            urgent: false,
         })
     }
 
@@ -392,6 +431,7 @@ impl Idempotency {
                     body,
                     replayed: true,
                     headers: Vec::new(),
+                    urgent: false,
                 }))
             }
             Some(_) => Err(ApiError::new(
@@ -439,6 +479,7 @@ impl Idempotency {
             body,
             replayed: false,
             headers: Vec::new(),
+            urgent: false,
         })
     }
 }

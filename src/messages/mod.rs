@@ -4,3 +4,4 @@
 pub mod accept;
 pub mod events;
 pub mod request;
+pub mod valid;

@@ -12,7 +12,7 @@ pub mod wake;
 pub use bus::EventBus;
 pub use event::{CloudEvent, topics};
 pub use process::{DrainReport, EventHandler, Outbox, OutboxPolicy};
-pub use wake::Wakeup;
+pub use wake::{Announced, Wakeup};
 
 use diesel::prelude::*;
 use diesel_async::{AnsiTransactionManager, TransactionManager};

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::bus::{EventBus, Publication};
-use super::store::{self, ClaimedEvent, FailureFate};
+use super::store::{self, ClaimedEvent, FailureFate, LOWEST_LANE};
 use crate::config::Settings;
 use crate::db::{DbError, DbPool};
 use crate::lifecycle::Lifecycle;
@@ -118,6 +118,8 @@ pub struct Outbox {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// New events were committed while a drain runs.
     nudged: tokio::sync::Notify,
+    /// New high-lane events were committed while a drain runs.
+    urgent: tokio::sync::Notify,
     /// Once stopping, drains claim nothing new; running batches finish and are recorded.
     lifecycle: Arc<Lifecycle>,
 }
@@ -137,6 +139,7 @@ impl Outbox {
             policy,
             metrics: None,
             nudged: tokio::sync::Notify::new(),
+            urgent: tokio::sync::Notify::new(),
             lifecycle: Arc::default(),
         }
     }
@@ -151,6 +154,12 @@ impl Outbox {
     /// in-flight batches after an empty claim claims again at once.
     pub fn nudge(&self) {
         self.nudged.notify_one();
+    }
+
+    /// Tells a running drain that high-lane events were committed: it claims them in an
+    /// express batch of their own, even while its pipeline is full.
+    pub fn nudge_urgent(&self) {
+        self.urgent.notify_one();
     }
 
     /// Counts what each drain publishes, fails and dead-letters.
@@ -186,6 +195,8 @@ impl Outbox {
         // hammered within one drain.
         let mut stop = false;
         let mut failure: Option<DbError> = None;
+        // The express claim (high lane only) in flight: at most one.
+        let mut express = false;
         loop {
             while !stop
                 && !dry
@@ -198,22 +209,38 @@ impl Outbox {
                     .batch_size
                     .min(max_events - report.claimed - reserved);
                 reserved += limit;
-                in_flight.push(async move { (limit, self.drain_batch(limit).await) });
+                in_flight.push(
+                    async move { (limit, false, self.drain_batch(limit, LOWEST_LANE).await) }
+                        .boxed(),
+                );
             }
-            let next = if dry && !stop && !in_flight.is_empty() {
-                tokio::select! {
-                    next = in_flight.next() => next,
-                    () = self.nudged.notified() => {
-                        dry = false;
-                        continue;
-                    }
+            if in_flight.is_empty() {
+                break;
+            }
+            // While batches are in flight, new events wake a drain whose last claim was empty,
+            // and high-lane events get an express claim even when the pipeline is full, so a
+            // one-time code waits for a claim, not for the slowest batch of someone's bulk.
+            let express_open = !stop && !express && !self.lifecycle.is_stopping();
+            let next = tokio::select! {
+                next = in_flight.next() => next,
+                () = self.nudged.notified(), if dry && !stop => {
+                    dry = false;
+                    continue;
                 }
-            } else {
-                in_flight.next().await
+                () = self.urgent.notified(), if express_open => {
+                    express = true;
+                    let limit = self.policy.batch_size;
+                    reserved += limit;
+                    in_flight.push(
+                        async move { (limit, true, self.drain_batch(limit, 0).await) }.boxed(),
+                    );
+                    continue;
+                }
             };
-            let Some((limit, result)) = next else {
+            let Some((limit, was_express, result)) = next else {
                 break;
             };
+            express &= !was_express;
             reserved -= limit;
             match result {
                 Ok(batch) => {
@@ -223,8 +250,13 @@ impl Outbox {
                     report.dead_lettered += batch.dead_lettered;
                     report.lost += batch.lost;
                     // Handlers add events (a delivery adds `communication.sent`): keep going
-                    // until a claim comes back empty.
-                    dry = batch.claimed == 0;
+                    // until a claim comes back empty (an express claim that found nothing says
+                    // nothing of the other lanes).
+                    dry = if was_express {
+                        dry && batch.claimed == 0
+                    } else {
+                        batch.claimed == 0
+                    };
                     stop |= batch.failed > 0;
                 }
                 Err(e) => {
@@ -244,9 +276,10 @@ impl Outbox {
         Ok(report)
     }
 
-    async fn drain_batch(&self, limit: i64) -> Result<DrainReport, DbError> {
+    async fn drain_batch(&self, limit: i64, max_lane: i16) -> Result<DrainReport, DbError> {
         let mut conn = self.pool.get().await?;
-        let events = store::claim(&mut conn, &self.owner, self.policy.lease, limit).await?;
+        let events =
+            store::claim_lanes(&mut conn, &self.owner, self.policy.lease, limit, max_lane).await?;
         drop(conn);
         let mut report = DrainReport {
             claimed: events.len() as i64,

@@ -73,7 +73,22 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> QueryResult<Vec<ClaimedEvent>> {
-    claim_statement(conn, owner, lease, limit).await
+    claim_statement(conn, owner, lease, limit, LOWEST_LANE).await
+}
+
+/// The lowest lane (bulk); a claim up to it takes every lane.
+pub const LOWEST_LANE: i16 = 2;
+
+/// [`claim`] of the lanes up to `max_lane` only (0: the high lane alone), for the express
+/// claim a drain makes while its pipeline is full of lower-lane batches.
+pub async fn claim_lanes(
+    conn: &mut AsyncPgConnection,
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+    max_lane: i16,
+) -> QueryResult<Vec<ClaimedEvent>> {
+    claim_statement(conn, owner, lease, limit, max_lane).await
 }
 
 /// The tenant key of the lane index (events without a tenant share the nil one).
@@ -85,11 +100,12 @@ fn claim_sql() -> &'static str {
         format!(
             "WITH RECURSIVE heads AS ( \
                (SELECT e.lane, {TENANT_KEY} AS tk FROM outbox_events e \
-                WHERE e.status = 'PENDING' ORDER BY 1, 2 LIMIT 1) \
+                WHERE e.status = 'PENDING' AND e.lane <= $4 ORDER BY 1, 2 LIMIT 1) \
                UNION ALL \
                SELECT n.lane, n.tk FROM heads h CROSS JOIN LATERAL ( \
                  SELECT e.lane, {TENANT_KEY} AS tk FROM outbox_events e \
-                 WHERE e.status = 'PENDING' AND (e.lane, {TENANT_KEY}) > (h.lane, h.tk) \
+                 WHERE e.status = 'PENDING' AND e.lane <= $4 \
+                   AND (e.lane, {TENANT_KEY}) > (h.lane, h.tk) \
                  ORDER BY 1, 2 LIMIT 1) n), \
              share AS (SELECT GREATEST(1, ceil($3::float8 / count(*)))::int8 AS n FROM heads), \
              picked AS ( \
@@ -120,11 +136,13 @@ async fn claim_statement(
     owner: &str,
     lease: Duration,
     limit: i64,
+    max_lane: i16,
 ) -> QueryResult<Vec<ClaimedEvent>> {
     diesel::sql_query(claim_sql())
         .bind::<Text, _>(owner)
         .bind::<Double, _>(lease.as_secs_f64())
         .bind::<BigInt, _>(limit)
+        .bind::<diesel::sql_types::SmallInt, _>(max_lane)
         .cached()
         .load(conn)
         .await

@@ -134,6 +134,57 @@ async fn another_tenants_backlog_delays_a_message_by_a_batch_not_by_the_backlog(
     );
 }
 
+/// Tenant A's bulk fills the running drain's pipeline with batches that wait on a provider
+/// answering after 8 s; tenant B's `high` message, sent meanwhile, goes out through the
+/// express claim at once instead of waiting for one of those batches to end.
+#[actix_web::test]
+async fn a_high_message_does_not_wait_for_the_bulk_batches_in_flight() {
+    let slow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(MESSAGES))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({ "sid": "SMslow", "status": "queued", "price": null }))
+                .set_delay(std::time::Duration::from_secs(8)),
+        )
+        .mount(&slow)
+        .await;
+    let (fast, recording) = RecordingTwilio::start().await;
+    let app = spawn_app_with(|env| {
+        small_batches(env);
+        env.insert("OUTBOX_ENABLED".into(), "true".into());
+        env.insert("OUTBOX_POLL_INTERVAL_MS".into(), "600000".into());
+    })
+    .await;
+    let (_, a, _) = tenant_with(&app, &[twilio("a", 1, &slow.uri())]).await;
+    let (_, b, _) = tenant_with(&app, &[twilio("b", 1, &fast.uri())]).await;
+    post_many(&app, &a, "415", 1000, |_| None).await;
+    // Four batches of 50 in flight, every call of each waiting on the slow provider.
+    let started = std::time::Instant::now();
+    while slow.received_requests().await.unwrap_or_default().len() < 200 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(6),
+            "the drain did not fill its pipeline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sent_at = std::time::Instant::now();
+    post_many(&app, &b, "646", 1, |_| Some("high")).await;
+    while recording.arrivals().is_empty() {
+        assert!(
+            sent_at.elapsed() < std::time::Duration::from_secs(4),
+            "B's high message waited for A's batches"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(recording.arrivals(), ["+16465550000"]);
+    assert_eq!(
+        slow.received_requests().await.unwrap_or_default().len(),
+        200,
+        "no batch of A's had ended yet"
+    );
+}
+
 /// Two drainers over 10,000 messages of mixed lanes: each message reaches the provider once,
 /// every one ends SENT with one attempt, and each message's events completed in their order.
 #[actix_web::test]

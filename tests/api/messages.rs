@@ -53,7 +53,9 @@ pub async fn tenant_with_sandbox(app: &TestApp, tier: &str) -> (Uuid, String) {
 }
 
 /// The statements of a send are prepared once per connection and reused by the next sends
-/// (one round trip each instead of two).
+/// (one round trip each instead of two), and a send without an Idempotency-Key runs three:
+/// the shared limit, the look-ups (opt-outs and providers in one), and the message with its
+/// event in one statement.
 #[actix_web::test]
 async fn sends_reuse_their_prepared_statements() {
     let app = spawn_app_with(|env| {
@@ -61,30 +63,53 @@ async fn sends_reuse_their_prepared_statements() {
     })
     .await;
     let prepared = "SELECT count(*) AS n FROM pg_prepared_statements";
-    let (status, body) = send(&app, &sender("professional"), &sms("+14155552671")).await;
+    let executed = "SELECT coalesce(sum(generic_plans + custom_plans), 0)::int8 AS n \
+                    FROM pg_prepared_statements";
+    let t = sender("professional");
+    let (status, body) = send(&app, &t, &sms("+14155552671")).await;
     assert_eq!(status, 202, "{body}");
     let after_first = count(&app, prepared).await;
     let kept = count(
         &app,
         "SELECT count(*) AS n FROM pg_prepared_statements \
-         WHERE statement LIKE 'SELECT recipient, channel FROM opt_outs%' \
-            OR statement LIKE 'INSERT INTO \"messages\"%' \
-            OR statement LIKE 'INSERT INTO \"outbox_events\"%'",
+         WHERE statement LIKE 'SELECT ''o'' AS kind%' \
+            OR statement LIKE 'WITH m AS ( INSERT INTO messages %INSERT INTO outbox_events %'",
     )
     .await;
     assert_eq!(
-        kept, 3,
-        "the opt-out look-up and both inserts stay prepared"
+        kept, 2,
+        "the look-ups and the insert of the message with its event stay prepared"
     );
+    let before = count(&app, executed).await;
+    let mut sent = Vec::new();
     for to in ["+447911123456", "+33612345678", "+4915123456789"] {
-        let (status, body) = send(&app, &sender("professional"), &sms(to)).await;
+        let (status, body) = send(&app, &t, &sms(to)).await;
         assert_eq!(status, 202, "{body}");
+        sent.push(body["data"]["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(
         count(&app, prepared).await,
         after_first,
         "later sends prepare nothing new"
     );
+    assert_eq!(
+        count(&app, executed).await - before,
+        9,
+        "three statements a send"
+    );
+    for id in sent {
+        let uuid = id.trim_start_matches("msg_");
+        let events = count(
+            &app,
+            &format!(
+                "SELECT count(*) AS n FROM outbox_events \
+                 WHERE replace(aggregate_id::text, '-', '') = '{uuid}' \
+                   AND topic = 'eventzr.cpaas.communication.requested.v1'"
+            ),
+        )
+        .await;
+        assert_eq!(events, 1, "{id} has its requested event");
+    }
 }
 
 #[actix_web::test]

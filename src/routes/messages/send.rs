@@ -114,21 +114,18 @@ pub async fn send_message(
     let send = accept::validate(body.into_inner(), chrono::Utc::now())?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
-    let sends = vec![Ok(send)];
-    let counts = per_channel(&sends);
+    let urgent = send.is_urgent();
+    let counts = BTreeMap::from([(send.channel(), 1)]);
     idempotency
-        .run_admitted(
+        .run_admitted_atomic(
             &state.pool,
             tenant,
             &meta,
             async |conn| admit(&state, &user, conn, counts).await,
             async |conn, limits| {
-                let mut results = accept::accept(conn, tenant, sends).await?;
-                let message = results.pop().ok_or_else(|| {
-                    ApiError::internal(anyhow::anyhow!("no result for the send"))
-                })??;
+                let message = accept::accept_one(conn, tenant, send).await??;
                 Ok(with_rate_headers(
-                    Answer::accepted(MessageView::from(message)),
+                    Answer::accepted(MessageView::from(message)).urgent(urgent),
                     &limits,
                 ))
             },
@@ -187,6 +184,7 @@ pub async fn send_bulk(
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
     let counts = per_channel(&sends);
+    let urgent = sends.iter().flatten().any(ValidSend::is_urgent);
     idempotency
         .run_admitted(
             &state.pool,
@@ -221,7 +219,10 @@ pub async fn send_bulk(
                     rejected: results.len() - accepted,
                     results,
                 };
-                Ok(with_rate_headers(Answer::accepted(answer), &limits))
+                Ok(with_rate_headers(
+                    Answer::accepted(answer).urgent(urgent),
+                    &limits,
+                ))
             },
         )
         .await
