@@ -27,6 +27,8 @@ pub const BUS: &str = "bus";
 
 /// Batches one drain keeps in flight.
 const PIPELINE_DEPTH: usize = 4;
+/// Express batches (the high lane alone) one drain keeps in flight besides them.
+const EXPRESS_DEPTH: usize = 4;
 
 /// An in-process consumer of outbox events. It must be idempotent: an event is delivered at
 /// least once.
@@ -195,11 +197,14 @@ impl Outbox {
         // hammered within one drain.
         let mut stop = false;
         let mut failure: Option<DbError> = None;
-        // The express claim (high lane only) in flight: at most one.
-        let mut express = false;
+        // Express claims (the high lane alone) in flight.
+        let mut express = 0usize;
         loop {
+            // While express batches run, no new batch of the other lanes starts: the high
+            // lane's statements meet less of the bulk's load.
             while !stop
                 && !dry
+                && express == 0
                 && !self.lifecycle.is_stopping()
                 && in_flight.len() < PIPELINE_DEPTH
                 && report.claimed + reserved < max_events
@@ -220,7 +225,7 @@ impl Outbox {
             // While batches are in flight, new events wake a drain whose last claim was empty,
             // and high-lane events get an express claim even when the pipeline is full, so a
             // one-time code waits for a claim, not for the slowest batch of someone's bulk.
-            let express_open = !stop && !express && !self.lifecycle.is_stopping();
+            let express_open = !stop && express < EXPRESS_DEPTH && !self.lifecycle.is_stopping();
             let next = tokio::select! {
                 next = in_flight.next() => next,
                 () = self.nudged.notified(), if dry && !stop => {
@@ -228,7 +233,7 @@ impl Outbox {
                     continue;
                 }
                 () = self.urgent.notified(), if express_open => {
-                    express = true;
+                    express += 1;
                     let limit = self.policy.batch_size;
                     reserved += limit;
                     in_flight.push(
@@ -240,7 +245,7 @@ impl Outbox {
             let Some((limit, was_express, result)) = next else {
                 break;
             };
-            express &= !was_express;
+            express -= usize::from(was_express);
             reserved -= limit;
             match result {
                 Ok(batch) => {
