@@ -185,7 +185,7 @@ pub async fn insert_messages(
     Ok(out)
 }
 
-/// An outbox row written by [`insert_message_with_event`] (the outbox module builds it).
+/// An outbox row written by [`insert_checked_message`] (the outbox module builds it).
 pub struct EventRow<'a> {
     pub id: Uuid,
     pub aggregate_type: &'a str,
@@ -194,37 +194,59 @@ pub struct EventRow<'a> {
     pub lane: i16,
 }
 
-fn message_with_event_sql() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        format!(
-            "WITH m AS ( \
-               INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
-                 template_id, template_version, pinned_provider_id, metadata, source_event_id, \
-                 scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, \
-                 priority) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17, $18, $19) \
-               RETURNING {}), \
-             o AS ( \
-               INSERT INTO outbox_events (id, tenant_id, aggregate_type, aggregate_id, topic, \
-                 payload, lane) \
-               SELECT $20, m.tenant_id, $21, m.id, $22, $23, $24 FROM m) \
-             SELECT {MESSAGE_COLUMNS} FROM m",
-            MESSAGE_COLUMNS.replace("m.", "")
-        )
-    })
+/// What [`insert_checked_message`] found, and whether it inserted.
+#[derive(Debug, QueryableByName)]
+pub struct Checked {
+    /// The recipient opted out of the channel or of all.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub opted_out: bool,
+    /// An active provider of the tenant carries the channel (and is the pinned one, if any).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub usable: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub inserted: bool,
 }
 
-/// Inserts one message and its event in one statement, atomic on its own: a send that needs
-/// nothing else written does it without a transaction (no `BEGIN`, no `COMMIT` round trip).
-pub async fn insert_message_with_event(
+/// Checks and inserts one message and its event: `blocked` and `usable` are the checks the
+/// send must pass, and the two inserts happen only if it does. A CTE named twice is computed
+/// once, so the answer reports exactly what the insert saw.
+const CHECKED_MESSAGE_SQL: &str = "\
+    WITH blocked AS ( \
+      SELECT 1 FROM opt_outs o \
+      WHERE o.tenant_id = $2 AND o.removed_at IS NULL AND o.recipient = $4 \
+        AND o.channel IN ($3, 'ALL') \
+      LIMIT 1), \
+    usable AS ( \
+      SELECT 1 FROM providers p \
+      WHERE p.tenant_id = $2 AND p.deleted_at IS NULL AND p.is_active \
+        AND p.channels @> ARRAY[$3] AND ($10::uuid IS NULL OR p.id = $10) \
+      LIMIT 1), \
+    m AS ( \
+      INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
+        template_id, template_version, pinned_provider_id, metadata, source_event_id, \
+        scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, priority) \
+      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+        $19 \
+      WHERE NOT EXISTS (SELECT 1 FROM blocked) AND EXISTS (SELECT 1 FROM usable) \
+      RETURNING id, tenant_id), \
+    o AS ( \
+      INSERT INTO outbox_events (id, tenant_id, aggregate_type, aggregate_id, topic, payload, \
+        lane) \
+      SELECT $20, m.tenant_id, $21, m.id, $22, $23, $24 FROM m) \
+    SELECT EXISTS (SELECT 1 FROM blocked) AS opted_out, EXISTS (SELECT 1 FROM usable) AS usable, \
+      EXISTS (SELECT 1 FROM m) AS inserted";
+
+/// Checks one send against the recipient's opt-outs and the tenant's providers and, if both
+/// allow it, inserts the message and its event, all in one statement: atomic on its own, so a
+/// send that needs nothing else written does it without a transaction (no `BEGIN`, no
+/// `COMMIT` round trip).
+pub async fn insert_checked_message(
     conn: &mut AsyncPgConnection,
     row: &NewMessage,
     event: EventRow<'_>,
-) -> QueryResult<Message> {
+) -> QueryResult<Checked> {
     use diesel::sql_types::{Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(message_with_event_sql())
+    diesel::sql_query(CHECKED_MESSAGE_SQL)
         .bind::<SqlUuid, _>(row.id)
         .bind::<SqlUuid, _>(row.tenant_id)
         .bind::<Text, _>(row.channel.as_str())

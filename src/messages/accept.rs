@@ -2,12 +2,12 @@
 //! consumed `notify.transactional.requested` event. Input is parsed into domain types first
 //! (no database, `valid.rs`), then checked against the tenant's templates, opt-outs and
 //! providers, then inserted with one `communication.requested` event per message: in the
-//! caller's transaction (`accept`), or for a single send in one statement that needs none
-//! (`accept_one`).
+//! caller's transaction (`accept`), or for a single send by one statement that checks and
+//! inserts and needs no transaction (`accept_one`).
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 use uuid::Uuid;
@@ -65,8 +65,7 @@ pub async fn accept(
             tenant_id,
             send,
             now,
-            &opted,
-            &providers,
+            Some((&opted, &providers)),
             &mut template_cache,
         )
         .await?;
@@ -93,35 +92,26 @@ pub async fn accept(
         .collect())
 }
 
-/// Accepts one send in as few round trips as it allows: its look-ups (opt-outs and providers)
-/// in one statement, then the message and its `communication.requested` event in one
-/// statement, which is atomic on its own, so the caller needs no transaction (inside one it
-/// works the same).
+/// Accepts one send in as few round trips as it allows: its template, if it names one, is
+/// read first; then one statement checks the recipient's opt-outs and the tenant's providers
+/// and, if they allow it, inserts the message and its `communication.requested` event. That
+/// statement is atomic on its own, so the caller needs no transaction (inside one it works the
+/// same).
 pub async fn accept_one(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     send: ValidSend,
 ) -> Result<Result<Message, ApiError>, ApiError> {
-    let recipients = vec![send.recipient.normalized().to_owned()];
-    let (opted, providers) = lookups(conn, tenant_id, recipients, vec![send.channel]).await?;
-    let mut template_cache = HashMap::new();
-    let now = Utc::now();
-    let row = match prepare(
-        conn,
-        tenant_id,
-        send,
-        now,
-        &opted,
-        &providers,
-        &mut template_cache,
-    )
-    .await?
-    {
+    // The database keeps microseconds: the answer and the event show what it stores.
+    let now = Utc::now().trunc_subsecs(6);
+    let (channel, pinned) = (send.channel, send.pinned);
+    let row = match prepare(conn, tenant_id, send, now, None, &mut HashMap::new()).await? {
         Ok(row) => row,
         Err(refused) => return Ok(Err(refused)),
     };
-    let event = super::events::requested(&row.as_inserted());
-    let message = db::insert_message_with_event(
+    let message = row.as_inserted();
+    let event = super::events::requested(&message);
+    let checked = db::insert_checked_message(
         conn,
         &row,
         db::EventRow {
@@ -133,7 +123,52 @@ pub async fn accept_one(
         },
     )
     .await?;
+    if let Some(refused) = refusal(
+        &row.recipient,
+        channel,
+        pinned,
+        checked.opted_out,
+        checked.usable,
+    ) {
+        return Ok(Err(refused));
+    }
+    if !checked.inserted {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "the checked insert wrote nothing though nothing refused it"
+        )));
+    }
     Ok(Ok(message))
+}
+
+/// Why a send to `recipient` on `channel` is refused, if it is: the recipient opted out (of
+/// the channel or of all), or no active provider of the tenant carries the channel (or the
+/// pinned provider is not one of them).
+fn refusal(
+    recipient: &str,
+    channel: Channel,
+    pinned: Option<Uuid>,
+    opted_out: bool,
+    usable: bool,
+) -> Option<ApiError> {
+    if opted_out {
+        return Some(ApiError::new(
+            ErrorCode::RecipientOptedOut,
+            format!("{recipient} has opted out of {channel}"),
+        ));
+    }
+    if !usable {
+        return Some(ApiError::new(
+            ErrorCode::NoProviderConfigured,
+            match pinned {
+                Some(p) => format!(
+                    "provider {} is not an active {channel} provider of this tenant",
+                    ProviderId::from_uuid(p)
+                ),
+                None => format!("no active provider is configured for {channel}"),
+            },
+        ));
+    }
+    None
 }
 
 /// The opt-outs of `recipients` and the active providers of `channels`, in one statement.
@@ -152,14 +187,20 @@ async fn lookups(
     Ok((found.opted_out, providers))
 }
 
+/// The opt-outs and providers a batch of sends was looked up against.
+type Known<'a> = (
+    &'a HashSet<(String, String)>,
+    &'a HashMap<Channel, Vec<Uuid>>,
+);
+
 /// One send's checks; `Ok(Err(_))` is this send's refusal, `Err(_)` aborts the whole call.
+/// Without `known` the opt-out and provider checks are left to the statement that inserts it.
 async fn prepare(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     send: ValidSend,
     now: DateTime<Utc>,
-    opted: &HashSet<(String, String)>,
-    providers: &HashMap<Channel, Vec<Uuid>>,
+    known: Option<Known<'_>>,
     template_cache: &mut HashMap<(TemplateKey, Channel), Option<crate::templates::Template>>,
 ) -> Result<Result<NewMessage, ApiError>, ApiError> {
     let channel = send.channel;
@@ -237,30 +278,17 @@ async fn prepare(
         }
     };
     let recipient = send.recipient.normalized().to_owned();
-    if opted.contains(&(recipient.clone(), channel.as_str().to_owned()))
-        || opted.contains(&(recipient.clone(), "ALL".to_owned()))
-    {
-        return Ok(Err(ApiError::new(
-            ErrorCode::RecipientOptedOut,
-            format!("{recipient} has opted out of {channel}"),
-        )));
-    }
-    let available = providers.get(&channel).map_or(&[][..], Vec::as_slice);
-    let usable = match send.pinned {
-        Some(pinned) => available.contains(&pinned),
-        None => !available.is_empty(),
-    };
-    if !usable {
-        return Ok(Err(ApiError::new(
-            ErrorCode::NoProviderConfigured,
-            match send.pinned {
-                Some(p) => format!(
-                    "provider {} is not an active {channel} provider of this tenant",
-                    ProviderId::from_uuid(p)
-                ),
-                None => format!("no active provider is configured for {channel}"),
-            },
-        )));
+    if let Some((opted, providers)) = known {
+        let opted_out = opted.contains(&(recipient.clone(), channel.as_str().to_owned()))
+            || opted.contains(&(recipient.clone(), "ALL".to_owned()));
+        let available = providers.get(&channel).map_or(&[][..], Vec::as_slice);
+        let usable = match send.pinned {
+            Some(pinned) => available.contains(&pinned),
+            None => !available.is_empty(),
+        };
+        if let Some(refused) = refusal(&recipient, channel, send.pinned, opted_out, usable) {
+            return Ok(Err(refused));
+        }
     }
     let status = if send.scheduled_at.is_some() {
         MessageStatus::Scheduled

@@ -179,7 +179,7 @@ async fn statements_over_a_batch_of_ids_are_planned_for_each_batch() {
     let kept_inserts = count(
         &app,
         "SELECT count(*) AS n FROM pg_prepared_statements \
-         WHERE statement LIKE 'WITH m AS ( INSERT INTO messages %'",
+         WHERE statement LIKE 'WITH blocked AS (%INSERT INTO messages %'",
     )
     .await;
     assert_eq!(kept_inserts, 1, "the send's insert stays prepared");

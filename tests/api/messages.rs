@@ -53,9 +53,9 @@ pub async fn tenant_with_sandbox(app: &TestApp, tier: &str) -> (Uuid, String) {
 }
 
 /// The statements of a send are prepared once per connection and reused by the next sends
-/// (one round trip each instead of two), and a send without an Idempotency-Key runs three:
-/// the shared limit, the look-ups (opt-outs and providers in one), and the message with its
-/// event in one statement.
+/// (one round trip each instead of two), and a send without an Idempotency-Key runs two: the
+/// shared limit, then one statement that checks the opt-outs and providers and inserts the
+/// message with its event.
 #[actix_web::test]
 async fn sends_reuse_their_prepared_statements() {
     let app = spawn_app_with(|env| {
@@ -72,13 +72,13 @@ async fn sends_reuse_their_prepared_statements() {
     let kept = count(
         &app,
         "SELECT count(*) AS n FROM pg_prepared_statements \
-         WHERE statement LIKE 'SELECT ''o'' AS kind%' \
-            OR statement LIKE 'WITH m AS ( INSERT INTO messages %INSERT INTO outbox_events %'",
+         WHERE statement LIKE 'WITH blocked AS (%FROM opt_outs%FROM providers%\
+                              INSERT INTO messages %INSERT INTO outbox_events %'",
     )
     .await;
     assert_eq!(
-        kept, 2,
-        "the look-ups and the insert of the message with its event stay prepared"
+        kept, 1,
+        "the checked insert of the message with its event stays prepared"
     );
     let before = count(&app, executed).await;
     let mut sent = Vec::new();
@@ -94,8 +94,8 @@ async fn sends_reuse_their_prepared_statements() {
     );
     assert_eq!(
         count(&app, executed).await - before,
-        9,
-        "three statements a send"
+        6,
+        "two statements a send"
     );
     for id in sent {
         let uuid = id.trim_start_matches("msg_");
@@ -277,6 +277,50 @@ async fn an_opted_out_recipient_is_refused() {
         202,
         "the opt-out is for SMS only"
     );
+}
+
+/// A refused send writes nothing (its checks and its inserts are one statement): a recipient
+/// opted out of all channels is refused on every one, a pinned provider that is not the
+/// tenant's is refused, and neither leaves a message or an event behind; the next good send
+/// writes one of each.
+#[actix_web::test]
+async fn a_refused_send_writes_no_message_and_no_event() {
+    let app = spawn_app().await;
+    let (tenant, t) = tenant_with_sandbox(&app, "professional").await;
+    let res = app
+        .post(
+            "/cpaas/v1/opt-outs",
+            &t,
+            &json!({"recipient": "+14155552671", "channel": "ALL"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let whatsapp =
+        json!({"channel": "WHATSAPP", "recipient": "+14155552671", "message_body": "hi"});
+    for body in [sms("+14155552671"), whatsapp] {
+        let (status, answer) = send(&app, &t, &body).await;
+        assert_eq!(
+            (status, code(&answer)),
+            (422, "ERR_CPAAS_RECIPIENT_OPTED_OUT"),
+            "{answer}"
+        );
+    }
+    let mut pinned = sms("+447911123456");
+    pinned["provider_id"] = json!(format!("prv_{}", Uuid::now_v7().simple()));
+    let (status, answer) = send(&app, &t, &pinned).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (422, "ERR_CPAAS_NO_PROVIDER_CONFIGURED"),
+        "{answer}"
+    );
+    let written =
+        |table: &str| format!("SELECT count(*) AS n FROM {table} WHERE tenant_id = '{tenant}'");
+    assert_eq!(count(&app, &written("messages")).await, 0);
+    assert_eq!(count(&app, &written("outbox_events")).await, 0);
+    let (status, answer) = send(&app, &t, &sms("+447911123456")).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(count(&app, &written("messages")).await, 1);
+    assert_eq!(count(&app, &written("outbox_events")).await, 1);
 }
 
 #[actix_web::test]
