@@ -1,9 +1,9 @@
 //! OutboxActor: wakes when this process commits events (`Wakeup`), on another replica's
 //! `NOTIFY cpaas_outbox` (a listener that reconnects) and on a polling interval, and drains the
-//! outbox through `Outbox::drain`. One drain runs at a time; a wake-up
-//! during a drain schedules another right after it, and a wake-up for high-lane events also
-//! lets the running drain make its express claim (`Outbox::nudge_urgent`). A panic inside a drain is caught and logged;
-//! the actor keeps going.
+//! outbox through `Outbox::drain`. One drain runs at a time; a wake-up during a drain schedules
+//! another right after it, and a wake-up for high-lane events also lets the running drain make
+//! its express claim (`Outbox::nudge_urgent`). A panic inside a drain is caught and logged; the
+//! actor keeps going.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

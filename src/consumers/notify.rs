@@ -179,7 +179,7 @@ pub async fn handle(deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<C
     })
     .await
     .map_err(|e: ApiError| anyhow::anyhow!("{e}"))?;
-    if std::sync::atomic::AtomicBool::load(&urgent, std::sync::atomic::Ordering::Relaxed) {
+    if urgent.into_inner() {
         deps.wakeup.committed_urgent();
     }
     Ok(consumed)

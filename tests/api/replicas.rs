@@ -217,6 +217,27 @@ async fn a_send_on_one_replica_wakes_the_drainer_of_another() {
         payloads.contains(&own),
         "the accepting replica announced its commit: {payloads:?}"
     );
+    let mut high = sms("+14155552672");
+    high["priority"] = json!("high");
+    let (status, created) = send(&accepting, &t, &high).await;
+    assert_eq!(status, 202, "{created}");
+    let mut urgent = Vec::new();
+    while let Ok(Some(n)) =
+        tokio::time::timeout(Duration::from_millis(500), notifications.next()).await
+    {
+        urgent.push(n.unwrap().payload);
+    }
+    assert!(
+        urgent.contains(&format!("{own}:high")),
+        "a high send is announced as urgent: {urgent:?}"
+    );
+    let id = created["data"]["id"].as_str().unwrap();
+    assert!(
+        until_sent(&draining, &t, id, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the other replica drained the high message"
+    );
 }
 
 /// A provider's `config.max_per_second` holds across two drainers: in one drain each, no more
