@@ -100,25 +100,18 @@ impl Actor for OutboxActor {
         ctx.spawn(
             async move {
                 loop {
-                    wakeup.next_local().await;
+                    let urgent = tokio::select! {
+                        () = wakeup.next_urgent() => true,
+                        () = wakeup.next_local() => false,
+                    };
                     if !local.connected() {
                         return;
                     }
-                    local.do_send(Wake);
-                }
-            }
-            .into_actor(self),
-        );
-        let wakeup = self.wakeup.clone();
-        let local = addr.clone();
-        ctx.spawn(
-            async move {
-                loop {
-                    wakeup.next_urgent().await;
-                    if !local.connected() {
-                        return;
+                    if urgent {
+                        local.do_send(WakeUrgent);
+                    } else {
+                        local.do_send(Wake);
                     }
-                    local.do_send(WakeUrgent);
                 }
             }
             .into_actor(self),

@@ -284,7 +284,7 @@ impl Outbox {
     async fn drain_batch(&self, limit: i64, max_lane: i16) -> Result<DrainReport, DbError> {
         let mut conn = self.pool.get().await?;
         let events =
-            store::claim_lanes(&mut conn, &self.owner, self.policy.lease, limit, max_lane).await?;
+            store::claim(&mut conn, &self.owner, self.policy.lease, limit, max_lane).await?;
         drop(conn);
         let mut report = DrainReport {
             claimed: events.len() as i64,

@@ -67,29 +67,32 @@ impl ClaimedEvent {
 /// statistics could not make the planner collect every pending event and sort them; this one
 /// needs its small sorts, and with them switched off the planner reads the whole table in the
 /// update: 770 ms instead of 16 for a batch of 500 out of 10,000.)
+///
+/// Only the lanes up to `max_lane` are claimed: [`LOWEST_LANE`] for all of them, 0 for the high
+/// lane alone (the express claim a drain makes while its pipeline is full of other batches).
 pub async fn claim(
-    conn: &mut AsyncPgConnection,
-    owner: &str,
-    lease: Duration,
-    limit: i64,
-) -> QueryResult<Vec<ClaimedEvent>> {
-    claim_statement(conn, owner, lease, limit, LOWEST_LANE).await
-}
-
-/// The lowest lane (bulk); a claim up to it takes every lane.
-pub const LOWEST_LANE: i16 = 2;
-
-/// [`claim`] of the lanes up to `max_lane` only (0: the high lane alone), for the express
-/// claim a drain makes while its pipeline is full of lower-lane batches.
-pub async fn claim_lanes(
     conn: &mut AsyncPgConnection,
     owner: &str,
     lease: Duration,
     limit: i64,
     max_lane: i16,
 ) -> QueryResult<Vec<ClaimedEvent>> {
-    claim_statement(conn, owner, lease, limit, max_lane).await
+    diesel::sql_query(claim_sql())
+        .bind::<Text, _>(owner)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<BigInt, _>(limit)
+        .bind::<diesel::sql_types::SmallInt, _>(max_lane)
+        .cached()
+        .load(conn)
+        .await
+        .map(|mut rows: Vec<ClaimedEvent>| {
+            rows.sort_by_key(|r| (r.lane, r.seq));
+            rows
+        })
 }
+
+/// The lowest lane (bulk); a claim up to it takes every lane.
+pub const LOWEST_LANE: i16 = 2;
 
 /// The tenant key of the lane index (events without a tenant share the nil one).
 const TENANT_KEY: &str = "COALESCE(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid)";
@@ -129,27 +132,6 @@ fn claim_sql() -> &'static str {
                        e.destinations_done, e.lane"
         )
     })
-}
-
-async fn claim_statement(
-    conn: &mut AsyncPgConnection,
-    owner: &str,
-    lease: Duration,
-    limit: i64,
-    max_lane: i16,
-) -> QueryResult<Vec<ClaimedEvent>> {
-    diesel::sql_query(claim_sql())
-        .bind::<Text, _>(owner)
-        .bind::<Double, _>(lease.as_secs_f64())
-        .bind::<BigInt, _>(limit)
-        .bind::<diesel::sql_types::SmallInt, _>(max_lane)
-        .cached()
-        .load(conn)
-        .await
-        .map(|mut rows: Vec<ClaimedEvent>| {
-            rows.sort_by_key(|r| (r.lane, r.seq));
-            rows
-        })
 }
 
 /// Marks events fully handled.
