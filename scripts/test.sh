@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite against a real PostgreSQL and NATS (JetStream).
+# Runs the whole test suite against a real PostgreSQL, NATS (JetStream) and a
+# Kafka-protocol broker (tansu).
 #
 #   bash scripts/test.sh [extra cargo test args]
 #
@@ -7,7 +8,10 @@
 # are missing, prepares a migrated template database, runs
 # `cargo test --all-targets`, then sends generated requests to every operation
 # of the OpenAPI document (scripts/api-fuzz.sh). Point TEST_DATABASE_URL / TEST_NATS_URL at other
-# servers to skip the local service management.
+# servers to skip the local service management. Unless TEST_KAFKA_BROKERS names
+# a broker, tansu is installed when missing (cargo install) and started in
+# memory on a free port for the run; TANSU_BIN names the binary the tests start
+# brokers of their own with.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,6 +42,16 @@ if is_local_url "$TEST_NATS_URL"; then
   ensure_nats
 else
   step "using NATS at TEST_NATS_URL as is"
+fi
+
+ensure_tansu
+if [ -z "${TEST_KAFKA_BROKERS:-}" ]; then
+  step "starting a Kafka-protocol broker (tansu, in memory)"
+  KAFKA_LOG=$(mktemp -t cpaas-test-kafka.XXXXXX)
+  start_kafka_broker "$KAFKA_LOG"
+  trap 'kill "$KAFKA_BROKER_PID" 2>/dev/null || true' EXIT
+  export TEST_KAFKA_BROKERS=$KAFKA_BROKER_ADDR
+  step "Kafka broker at $TEST_KAFKA_BROKERS"
 fi
 
 step "dropping leftover cpaas_test_* databases"

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod bus;
+pub use bus::{BusKind, KafkaSasl, KafkaSecurity, KafkaSettings};
+
 /// Where the service runs: development allows generated keys and seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppEnv {
@@ -50,6 +53,11 @@ pub struct Settings {
     pub login_failure_window: Duration,
     pub login_lockout: Duration,
     pub login_max_failures_per_ip: u32,
+    /// `EVENT_BUS`: `nats`, `kafka` or `log` (unset: `nats` when `NATS_URL` is set, else
+    /// `log`).
+    pub event_bus: BusKind,
+    /// The `KAFKA_*` settings, read when the bus is Kafka.
+    pub kafka: Option<KafkaSettings>,
     pub nats_url: Option<String>,
     /// `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`, or `NATS_CREDS_FILE` (a JWT and NKey
     /// `.creds` file): how the service authenticates to NATS; none by default.
@@ -192,6 +200,7 @@ impl Settings {
                 });
             }
         };
+        let (event_bus, kafka) = bus::read(&get)?;
         Ok(Self {
             database_url: SecretString::from(database_url),
             database_pool_size: parse(&get, "DATABASE_POOL_SIZE", 16)?,
@@ -227,6 +236,8 @@ impl Settings {
             login_failure_window: secs(&get, "LOGIN_FAILURE_WINDOW_SECS", 900)?,
             login_lockout: secs(&get, "LOGIN_LOCKOUT_SECS", 900)?,
             login_max_failures_per_ip: parse(&get, "LOGIN_MAX_FAILURES_PER_IP", 50)?,
+            event_bus,
+            kafka,
             nats_url: get("NATS_URL"),
             nats_user: get("NATS_USER"),
             nats_password: get("NATS_PASSWORD").map(SecretString::from),

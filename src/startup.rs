@@ -67,18 +67,7 @@ impl Application {
             settings: settings.clone(),
         })
         .start();
-        let bus = Arc::new(match &settings.nats_url {
-            Some(url) => {
-                EventBus::connect(
-                    url,
-                    &settings.nats_stream,
-                    &settings.nats_subject_prefix,
-                    &nats_auth(&settings)?,
-                )
-                .await?
-            }
-            None => EventBus::Log,
-        });
+        let bus = Arc::new(event_bus(&settings).await?);
         let metrics = Arc::new(Metrics::new()?);
         let wakeup = Wakeup::new();
         actix_web::rt::spawn(wakeup.clone().announce(pool.clone()));
@@ -226,6 +215,30 @@ fn provider_registry(
         .map_err(|e| anyhow::anyhow!("PROVIDER_EXTRA_HOSTS: {e}"))?;
     http = http.dns_resolver(Arc::new(crate::providers::resolver::PublicOnlyResolver));
     Ok(ProviderRegistry::new(cipher.clone(), http.build()?).with_hosts(hosts))
+}
+
+/// The bus `EVENT_BUS` names.
+async fn event_bus(settings: &Settings) -> anyhow::Result<EventBus> {
+    use crate::config::BusKind;
+    use crate::outbox::bus::{KafkaBus, NatsBus};
+    Ok(
+        match (settings.event_bus, &settings.nats_url, &settings.kafka) {
+            (BusKind::Nats, Some(url), _) => EventBus::Nats(
+                NatsBus::connect(
+                    url,
+                    &settings.nats_stream,
+                    &settings.nats_subject_prefix,
+                    &nats_auth(settings)?,
+                )
+                .await?,
+            ),
+            (BusKind::Kafka, _, Some(kafka)) => {
+                EventBus::Kafka(Box::new(KafkaBus::connect(kafka).await?))
+            }
+            (BusKind::Log, ..) => EventBus::Log,
+            (kind, ..) => anyhow::bail!("EVENT_BUS={} is not configured", kind.as_str()),
+        },
+    )
 }
 
 /// The NATS credentials the settings name: a user and password, a token or a creds file.

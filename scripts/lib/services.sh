@@ -279,3 +279,55 @@ cpaas_binary() {
     BIN=target/release/cpaas
   fi
 }
+
+# The Kafka-protocol broker of the tests: tansu (crates.io, Apache-2.0), built with cargo.
+TANSU_VERSION=${TANSU_VERSION:-0.6.0}
+
+# Sets TANSU_BIN to a tansu binary, installing it with cargo when there is none (a build of
+# about 11 minutes on 2 cores).
+ensure_tansu() {
+  if [ -n "${TANSU_BIN:-}" ] && [ -x "$TANSU_BIN" ]; then
+    return 0
+  fi
+  local found
+  found=$(command -v tansu 2>/dev/null || true)
+  if [ -z "$found" ] && [ -x "$HOME/.cargo/bin/tansu" ]; then
+    found=$HOME/.cargo/bin/tansu
+  fi
+  if [ -z "$found" ]; then
+    step "installing tansu $TANSU_VERSION (cargo install; about 11 minutes)"
+    cargo install tansu --version "$TANSU_VERSION" --features dynostore --locked
+    found=$HOME/.cargo/bin/tansu
+    [ -x "$found" ] || die "tansu is not available after installing it"
+  fi
+  TANSU_BIN=$found
+  export TANSU_BIN
+}
+
+# Prints a TCP port on 127.0.0.1 that nothing listens on.
+free_local_port() {
+  local port
+  while :; do
+    port=$((30000 + RANDOM % 10000))
+    port_open 127.0.0.1 "$port" || break
+  done
+  printf '%s\n' "$port"
+}
+
+# Starts a tansu broker (in memory) on a free port; sets KAFKA_BROKER_ADDR (host:port) and
+# KAFKA_BROKER_PID. The caller stops it (kill "$KAFKA_BROKER_PID").
+start_kafka_broker() {
+  local log=$1 port
+  port=$(free_local_port)
+  "$TANSU_BIN" broker --storage-engine memory://tansu/ \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" >"$log" 2>&1 &
+  KAFKA_BROKER_PID=$!
+  local i
+  for ((i = 0; i < 60; i++)); do
+    port_open 127.0.0.1 "$port" && break
+    sleep 0.25
+  done
+  port_open 127.0.0.1 "$port" || die "the Kafka broker did not start (see $log)"
+  KAFKA_BROKER_ADDR=127.0.0.1:$port
+}

@@ -1,15 +1,16 @@
-//! Durable JetStream consumers of the topics this service consumes. Each event is handled in a
-//! transaction that first records its id in `consumed_events`, so a redelivered event (JetStream
-//! delivers at least once) is recognised and only acknowledged.
+//! Consumers of the topics this service consumes, on JetStream (`jetstream.rs`, durable pull
+//! consumers) or Kafka (`kafka.rs`, a consumer group). Each event is handled in a transaction
+//! that first records its id in `consumed_events`, so a redelivered event (both buses deliver
+//! at least once) is recognised and only acknowledged. An event that is not a CloudEvent, or
+//! whose handling fails on every attempt, is recorded as `poison` with what arrived and
+//! skipped (`settle`), so it is never redelivered for ever.
 
 pub mod inbound;
+pub mod jetstream;
+pub mod kafka;
 pub mod notify;
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::jetstream::consumer::{AckPolicy, Consumer, pull};
-use futures_util::StreamExt;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -19,6 +20,11 @@ use crate::db::DbPool;
 use crate::db::schema::consumed_events;
 use crate::metrics::Metrics;
 use crate::outbox::{CloudEvent, EventBus, Wakeup, topics};
+
+/// Attempts at handling one event before it is recorded as poison and skipped.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The most of a poison event's payload that is kept.
+const POISON_PAYLOAD_MAX: usize = 64 * 1024;
 use crate::rate_limit::RateLimits;
 
 /// What the consumers need: the pool, the plan-tier gate, the metrics they count in, and the
@@ -53,6 +59,11 @@ enum Topic {
 impl Topic {
     const ALL: [Topic; 2] = [Topic::NotifyRequested, Topic::SmsInbound];
 
+    /// The consumed topic of that name.
+    fn named(name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.topic() == name)
+    }
+
     fn topic(self) -> &'static str {
         match self {
             Topic::NotifyRequested => topics::NOTIFY_TRANSACTIONAL_REQUESTED,
@@ -80,33 +91,133 @@ impl Topic {
     }
 }
 
-/// Starts the consumers on the background runtime when the bus is NATS.
+/// Starts the consumers of the bus on the background runtime (none on the log bus).
 pub fn start(bus: &EventBus, deps: ConsumerDeps) -> anyhow::Result<()> {
-    let EventBus::Nats {
-        jetstream,
-        stream,
-        prefix,
-    } = bus
-    else {
-        return Ok(());
-    };
-    let handle = crate::db::connection_runtime()?;
-    let deps = Arc::new(deps);
-    for topic in Topic::ALL {
-        let jetstream = (**jetstream).clone();
-        let subject = format!("{prefix}{}", topic.topic());
-        let stream = stream.clone();
-        let deps = deps.clone();
-        handle.spawn(async move {
-            loop {
-                if let Err(e) = consume(&jetstream, &stream, &subject, topic, &deps).await {
-                    tracing::warn!(error = %e, subject = %subject, "consumer stopped; restarting");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+    match bus {
+        EventBus::Nats(nats) => jetstream::start(nats, deps),
+        EventBus::Kafka(kafka) => kafka::start(kafka.settings(), deps),
+        EventBus::Log => Ok(()),
     }
-    Ok(())
+}
+
+/// What to do with a record once `settle` is done with it.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    /// Handled, seen before, or recorded as poison: acknowledge it and go on.
+    Done,
+    /// Not handled: deliver it again later.
+    Retry,
+}
+
+/// Handles one record from the bus: `event` as decoded (or why it is not a CloudEvent), `raw`
+/// as it arrived, `location` where (for the poison record of a record without an id), and
+/// `attempt`, counted from 1. A record that is not a CloudEvent, and one that fails its
+/// `MAX_ATTEMPTS`th attempt, is recorded as poison and done; a failure before that, or a
+/// poison record the database does not take, is retried.
+async fn settle(
+    deps: &ConsumerDeps,
+    topic: Topic,
+    event: Result<CloudEvent, String>,
+    raw: &[u8],
+    location: &str,
+    attempt: u32,
+) -> Settled {
+    let name = topic.topic();
+    let event = match event {
+        Ok(event) => event,
+        Err(reason) => {
+            tracing::warn!(%location, %reason, "a consumed record is not a CloudEvent; recorded as poison");
+            let poison = Poison {
+                key: location,
+                topic: name,
+                tenant: None,
+                reason: format!("not a CloudEvent: {reason}"),
+                raw,
+            };
+            return poison.record(deps).await;
+        }
+    };
+    let result = topic.handle(deps, &event).await;
+    let outcome = match &result {
+        Ok(Consumed::Done { outcome, .. }) => outcome,
+        Ok(Consumed::Duplicate) => "duplicate",
+        Err(_) => "failed",
+    };
+    deps.metrics.record_consumed(name, outcome);
+    match result {
+        Ok(consumed) => {
+            tracing::debug!(?consumed, "consumed event handled");
+            Settled::Done
+        }
+        Err(e) if attempt >= MAX_ATTEMPTS => {
+            tracing::warn!(event_id = %event.id, error = %e, attempt,
+                "a consumed event failed on every attempt; recorded as poison");
+            let poison = Poison {
+                key: &event.id,
+                topic: name,
+                tenant: tenant_of(&event),
+                reason: format!("failed {attempt} times, last: {e}"),
+                raw,
+            };
+            poison.record(deps).await
+        }
+        Err(e) => {
+            tracing::warn!(event_id = %event.id, error = %e, attempt,
+                "consumed event failed; it will be tried again");
+            Settled::Retry
+        }
+    }
+}
+
+/// A record that is skipped, kept with what arrived.
+struct Poison<'a> {
+    key: &'a str,
+    topic: &'a str,
+    tenant: Option<Uuid>,
+    reason: String,
+    raw: &'a [u8],
+}
+
+impl Poison<'_> {
+    async fn record(self, deps: &ConsumerDeps) -> Settled {
+        let mut end = self.raw.len().min(POISON_PAYLOAD_MAX);
+        let payload = loop {
+            // Cut on a character boundary when the payload is text.
+            match std::str::from_utf8(&self.raw[..end]) {
+                Ok(text) => break text.to_owned(),
+                Err(e) if e.error_len().is_none() && end > 0 => end = e.valid_up_to(),
+                Err(_) => break String::from_utf8_lossy(&self.raw[..end]).into_owned(),
+            }
+        };
+        let recorded = async {
+            let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
+            diesel::insert_into(consumed_events::table)
+                .values((
+                    consumed_events::event_id.eq(self.key),
+                    consumed_events::topic.eq(self.topic),
+                    consumed_events::tenant_id.eq(self.tenant),
+                    consumed_events::outcome.eq("poison"),
+                    consumed_events::detail.eq(&self.reason),
+                    consumed_events::payload.eq(&payload),
+                ))
+                .on_conflict(consumed_events::event_id)
+                .do_nothing()
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match recorded {
+            Ok(_) => {
+                deps.metrics.record_consumed(self.topic, "poison");
+                Settled::Done
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, key = self.key, "cannot record a poison event; it will be tried again");
+                Settled::Retry
+            }
+        }
+    }
 }
 
 /// Records a consumed event id; false when it was recorded before (a redelivery).
@@ -138,67 +249,4 @@ pub(crate) fn tenant_of(event: &CloudEvent) -> Option<Uuid> {
         .as_str()
         .and_then(|t| Uuid::parse_str(t).ok())
         .or_else(|| Uuid::parse_str(&event.subject).ok())
-}
-
-async fn consume(
-    jetstream: &async_nats::jetstream::Context,
-    stream: &str,
-    subject: &str,
-    topic: Topic,
-    deps: &ConsumerDeps,
-) -> anyhow::Result<()> {
-    let durable = topic.durable();
-    let stream = jetstream.get_stream(stream).await?;
-    let consumer: Consumer<pull::Config> = stream
-        .get_or_create_consumer(
-            durable,
-            pull::Config {
-                durable_name: Some(durable.to_owned()),
-                filter_subject: subject.to_owned(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_deliver: 20,
-                ..Default::default()
-            },
-        )
-        .await?;
-    let mut messages = consumer.messages().await?;
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        let event: Result<CloudEvent, _> = serde_json::from_slice(&message.payload);
-        let result = match event {
-            Ok(event) => topic.handle(deps, &event).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "a consumed event is not a CloudEvent; dropped");
-                Ok(Consumed::Done {
-                    outcome: "malformed",
-                    detail: Some(e.to_string()),
-                })
-            }
-        };
-        let outcome = match &result {
-            Ok(Consumed::Done { outcome, .. }) => outcome,
-            Ok(Consumed::Duplicate) => "duplicate",
-            Err(_) => "failed",
-        };
-        deps.metrics.record_consumed(topic.topic(), outcome);
-        match result {
-            Ok(consumed) => {
-                tracing::debug!(?consumed, "consumed event handled");
-                message
-                    .ack()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("ack failed: {e}"))?;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "consumed event failed; it will be redelivered");
-                let _ = message
-                    .ack_with(async_nats::jetstream::AckKind::Nak(Some(
-                        Duration::from_secs(2),
-                    )))
-                    .await;
-            }
-        }
-    }
-    Ok(())
 }

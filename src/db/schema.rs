@@ -8,6 +8,7 @@ diesel::table! {
         outcome -> Text,
         detail -> Nullable<Text>,
         consumed_at -> Timestamptz,
+        payload -> Nullable<Text>,
     }
 }
 

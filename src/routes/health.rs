@@ -26,7 +26,10 @@ pub struct ReadyStatus {
     /// in the outbox).
     pub status: &'static str,
     pub database: &'static str,
-    /// `ok`, `unavailable` or `log` (no NATS configured).
+    /// The bus in use: `nats`, `kafka` or `log`.
+    pub event_bus: &'static str,
+    /// `ok`, `unavailable` (the brokers do not answer, or a topic or the stream is missing:
+    /// `bus_error` says which) or `log` (no bus configured).
     pub bus: &'static str,
     pub bus_error: Option<String>,
     /// Pending outbox events.
@@ -77,6 +80,7 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<ApiResponse<ReadySt
             "degraded"
         },
         database: "ok",
+        event_bus: bus.kind(),
         bus: match (&bus_check, bus) {
             (Err(_), _) => "unavailable",
             (Ok(()), crate::outbox::EventBus::Log) => "log",

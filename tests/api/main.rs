@@ -21,6 +21,7 @@ mod health;
 mod html_email;
 mod idempotency;
 mod internal_key;
+mod kafka;
 mod lanes;
 mod messages;
 mod metrics;

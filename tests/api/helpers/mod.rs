@@ -2,6 +2,7 @@
 //! port 0, tokens minted with the test key, and small HTTP helpers.
 
 pub mod db;
+pub mod kafka;
 pub mod proxy;
 
 use std::collections::HashMap;

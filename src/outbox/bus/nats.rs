@@ -1,13 +1,13 @@
-//! The event bus: NATS JetStream when `NATS_URL` is set (subject = topic, `Nats-Msg-Id` = event
-//! id so the broker drops re-publishes inside its duplicate window, acks awaited), otherwise a
-//! log sink that writes each event as one JSON line.
+//! NATS JetStream: subject = topic, `Nats-Msg-Id` = event id so the broker drops re-publishes
+//! inside its duplicate window, acks awaited.
 
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Context};
 use futures_util::future::join_all;
-use serde_json::Value;
+
+use super::Publication;
 
 /// Every subject the stream holds (after the configured prefix).
 pub const STREAM_SUBJECTS: &[&str] = &["eventzr.cpaas.>", "eventzr.notify.>"];
@@ -43,35 +43,16 @@ impl NatsAuth {
     }
 }
 
-/// One event to publish.
-pub struct Publication<'a> {
-    pub event_id: &'a str,
-    pub topic: &'a str,
-    pub payload: &'a Value,
+/// A JetStream stream holding every subject this service publishes and consumes.
+pub struct NatsBus {
+    pub jetstream: Box<Context>,
+    pub stream: String,
+    /// Put before every subject (empty by default), so that several deployments or test runs
+    /// can share one NATS server.
+    pub prefix: String,
 }
 
-/// Where events go.
-pub enum EventBus {
-    Nats {
-        jetstream: Box<Context>,
-        stream: String,
-        /// Put before every subject (empty by default), so that several deployments or test
-        /// runs can share one NATS server.
-        prefix: String,
-    },
-    Log,
-}
-
-impl std::fmt::Debug for EventBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EventBus::Nats { stream, .. } => write!(f, "EventBus::Nats({stream})"),
-            EventBus::Log => f.write_str("EventBus::Log"),
-        }
-    }
-}
-
-impl EventBus {
+impl NatsBus {
     /// Connects to NATS and creates or updates the stream. The connection is driven by the
     /// process's background runtime and reconnects by itself. A server that does not answer at
     /// start does not stop the process: the bus is returned at once (readiness reports it
@@ -117,7 +98,7 @@ impl EventBus {
                         }
                     });
                 }
-                Ok::<_, anyhow::Error>(EventBus::Nats {
+                Ok::<_, anyhow::Error>(NatsBus {
                     jetstream: Box::new(jetstream),
                     stream: stream_name,
                     prefix,
@@ -126,53 +107,42 @@ impl EventBus {
             .await?
     }
 
-    /// Whether the bus answers (for readiness).
+    /// Whether the stream answers (for readiness).
     pub async fn check(&self) -> Result<(), String> {
-        match self {
-            EventBus::Log => Ok(()),
-            EventBus::Nats {
-                jetstream, stream, ..
-            } => tokio::time::timeout(Duration::from_secs(2), jetstream.get_stream(stream))
-                .await
-                .map_err(|_| "timed out".to_owned())?
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        }
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            self.jetstream.get_stream(&self.stream),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 
     /// Publishes every event, pipelined; one result per event, in order.
     pub async fn publish(&self, events: &[Publication<'_>]) -> Vec<Result<(), String>> {
-        match self {
-            EventBus::Log => events
-                .iter()
-                .map(|e| {
-                    tracing::info!(target: "cpaas::events", topic = e.topic, event_id = e.event_id, "{}", e.payload);
-                    Ok(())
-                })
-                .collect(),
-            EventBus::Nats {
-                jetstream, prefix, ..
-            } => {
-                let mut pending = Vec::with_capacity(events.len());
-                for e in events {
-                    let mut headers = HeaderMap::new();
-                    headers.insert("Nats-Msg-Id", e.event_id);
-                    let body = serde_json::to_vec(e.payload).unwrap_or_default();
-                    pending.push(
-                        jetstream
-                            .publish_with_headers(format!("{prefix}{}", e.topic), headers, body.into())
-                            .await,
-                    );
-                }
-                join_all(pending.into_iter().map(|sent| async move {
-                    match sent {
-                        Ok(ack) => ack.await.map(|_| ()).map_err(|e| format!("no ack: {e}")),
-                        Err(e) => Err(format!("publish failed: {e}")),
-                    }
-                }))
-                .await
-            }
+        let mut pending = Vec::with_capacity(events.len());
+        for e in events {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", e.event_id);
+            let body = serde_json::to_vec(e.payload).unwrap_or_default();
+            pending.push(
+                self.jetstream
+                    .publish_with_headers(
+                        format!("{}{}", self.prefix, e.topic),
+                        headers,
+                        body.into(),
+                    )
+                    .await,
+            );
         }
+        join_all(pending.into_iter().map(|sent| async move {
+            match sent {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| format!("no ack: {e}")),
+                Err(e) => Err(format!("publish failed: {e}")),
+            }
+        }))
+        .await
     }
 }
 

@@ -1,0 +1,353 @@
+//! Kafka as the event bus (`EVENT_BUS=kafka`) against a real Kafka-protocol broker, read and
+//! written with librdkafka as the platform's other services do.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::consumers::{request, wait_for};
+use crate::helpers::kafka::{
+    brokers, committed, ids_at, produce, records, records_at, start_broker, with_kafka,
+    with_kafka_at,
+};
+use crate::helpers::{DEV_TENANT, Killed, TestApp, free_port, json, spawn_app_with};
+use crate::messages::{count, send, sender, sms};
+
+const REQUESTED: &str = "eventzr.cpaas.communication.requested.v1";
+const SENT: &str = "eventzr.cpaas.communication.sent.v1";
+const NOTIFY: &str = "eventzr.notify.transactional.requested.v1";
+
+async fn ready(app: &TestApp) -> Value {
+    let (_, body) = json(
+        app.client
+            .get(app.url("/cpaas/v1/_internal/readyz"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    body["data"].clone()
+}
+
+async fn drain_all(app: &TestApp) {
+    for _ in 0..100 {
+        app.internal_post("/cpaas/v1/_internal/process-outbox")
+            .await;
+        let pending = count(
+            app,
+            "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'",
+        )
+        .await;
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the outbox drained");
+}
+
+#[actix_web::test]
+async fn events_reach_kafka_as_structured_cloudevents_keyed_by_tenant() {
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| {
+        prefix = with_kafka(env);
+        env.insert("CONSUMERS_ENABLED".into(), "false".into());
+    })
+    .await;
+    let status = ready(&app).await;
+    assert_eq!(status["event_bus"], "kafka", "{status}");
+    assert_eq!(
+        status["bus"], "ok",
+        "every topic created at start: {status}"
+    );
+
+    let t = sender("enterprise");
+    let (code, body) = send(&app, &t, &sms("+14155552671")).await;
+    assert_eq!(code, 202, "{body}");
+    let message_id = body["data"]["id"].as_str().unwrap().to_owned();
+    drain_all(&app).await;
+
+    let requested = records(&format!("{prefix}{REQUESTED}")).await;
+    assert_eq!(requested.len(), 1, "{requested:?}");
+    let record = &requested[0];
+    assert_eq!(record.key.as_deref(), Some(DEV_TENANT.to_string().as_str()));
+    assert_eq!(
+        record.header("content-type"),
+        Some("application/cloudevents+json; charset=UTF-8")
+    );
+    let event = &record.value;
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["type"], REQUESTED);
+    assert_eq!(event["data"]["messageId"], message_id.as_str());
+    let stored = count(
+        &app,
+        &format!(
+            "SELECT count(*) AS n FROM outbox_events WHERE topic = '{REQUESTED}' \
+             AND 'evt-' || id::text = '{}' AND status = 'DONE'",
+            event["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(stored, 1, "the record is the outbox's event, completed");
+
+    let sent = records(&format!("{prefix}{SENT}")).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].value["data"]["messageId"], message_id.as_str());
+    assert_eq!(
+        sent[0].partition, record.partition,
+        "a tenant's events share a partition, so they stay in order"
+    );
+}
+
+#[actix_web::test]
+async fn notify_requests_on_kafka_are_sent_once_in_either_mode_and_poison_is_skipped() {
+    let mut prefix = String::new();
+    let mut group = String::new();
+    let app = spawn_app_with(|env| {
+        prefix = with_kafka(env);
+        group = env["KAFKA_CONSUMER_GROUP"].clone();
+    })
+    .await;
+    let topic = format!("{prefix}{NOTIFY}");
+    let tenant = DEV_TENANT.to_string();
+    let structured = serde_json::to_vec(&request(
+        "evt-kafka-structured-1",
+        json!({"tenantId": tenant, "channel": "SMS", "recipient": "+14155552671",
+               "body": "Doors open at 7"}),
+    ))
+    .unwrap();
+    let ce = [("content-type", "application/cloudevents+json")];
+    produce(&topic, &tenant, &ce, &structured).await;
+    produce(&topic, &tenant, &ce, &structured).await;
+    produce(&topic, &tenant, &ce, b"{ this is not an event").await;
+    let binary = [
+        ("ce_specversion", "1.0"),
+        ("ce_type", NOTIFY),
+        ("ce_source", "eventzr-notify-svc"),
+        ("ce_id", "evt-kafka-binary-1"),
+        ("ce_time", "2026-12-02T10:00:00Z"),
+        ("ce_subject", tenant.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let data = json!({"tenantId": tenant, "notificationId": "n-77", "channel": "SMS",
+                      "recipient": "+14155552672", "body": "Your seat is 14C"});
+    produce(
+        &topic,
+        &tenant,
+        &binary,
+        &serde_json::to_vec(&data).unwrap(),
+    )
+    .await;
+
+    let messages = "SELECT count(*) AS n FROM messages WHERE source_event_id IN \
+                    ('evt-kafka-structured-1', 'evt-kafka-binary-1')";
+    assert_eq!(wait_for(&app, messages, 2).await, 2, "both modes read");
+    let poison = "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'poison' \
+                  AND payload = '{ this is not an event' AND event_id LIKE 'kafka:%'";
+    assert_eq!(wait_for(&app, poison, 1).await, 1, "the poison record kept");
+    let binary_message = "SELECT count(*) AS n FROM messages WHERE source_event_id = \
+                          'evt-kafka-binary-1' AND notification_id = 'n-77'";
+    assert_eq!(count(&app, binary_message).await, 1);
+
+    let mut done = 0;
+    for _ in 0..100 {
+        done = committed(&topic, &group).await;
+        if done == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(done, 4, "the group committed past all four records");
+    assert_eq!(
+        count(&app, messages).await,
+        2,
+        "the redelivered structured event made no second message"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM consumed_events").await,
+        3,
+        "two accepted, one poison"
+    );
+}
+
+#[actix_web::test]
+async fn a_killed_process_loses_no_committed_event_on_kafka() {
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| prefix = with_kafka(env)).await;
+    let t = sender("enterprise");
+    for _ in 0..3 {
+        let items: Vec<Value> = (0..1000).map(|_| sms("+14155552671")).collect();
+        let (status, _) = json(
+            app.post("/cpaas/v1/messages/bulk", &t, &json!({ "messages": items }))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 202);
+    }
+    let kafka = [
+        ("EVENT_BUS", "kafka".to_owned()),
+        ("KAFKA_BROKERS", brokers()),
+        ("KAFKA_TOPIC_PREFIX", prefix.clone()),
+        ("KAFKA_TOPIC_PARTITIONS", "2".to_owned()),
+        ("OUTBOX_LEASE_SECS", "2".to_owned()),
+    ];
+    let done = "SELECT count(*) AS n FROM outbox_events WHERE status = 'DONE'";
+    let mut first = Killed(crate::helpers::serve_binary(&app, &kafka));
+    let mut progressed = 0;
+    for _ in 0..1200 {
+        progressed = count(&app, done).await;
+        if progressed >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().unwrap();
+    assert!(
+        progressed >= 300,
+        "the first process drained part of the backlog ({progressed})"
+    );
+    let at_kill = count(&app, done).await;
+    assert!(at_kill < 6000, "killed mid-drain (done {at_kill} of 6000)");
+
+    let _second = Killed(crate::helpers::serve_binary(&app, &kafka));
+    let mut left = i64::MAX;
+    for _ in 0..1800 {
+        left = count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'",
+        )
+        .await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the restarted process drained the rest");
+    let events = count(&app, "SELECT count(*) AS n FROM outbox_events").await;
+    assert!(
+        events > 3000,
+        "every requested event and the sent ones ({events})"
+    );
+    let topics: Vec<String> = {
+        use cpaas::db::schema::outbox_events::dsl;
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.pool.get().await.unwrap();
+        dsl::outbox_events
+            .select(dsl::topic)
+            .distinct()
+            .load(&mut conn)
+            .await
+            .unwrap()
+    };
+    let mut on_topics: Vec<String> = Vec::new();
+    for topic in &topics {
+        on_topics.extend(ids_at(&brokers(), &format!("{prefix}{topic}")).await);
+    }
+    let distinct: HashSet<&String> = on_topics.iter().collect();
+    assert_eq!(
+        distinct.len() as i64,
+        events,
+        "every committed event is on its topic; consumers drop the re-publishes of the events \
+         in flight at the kill by their id ({} records)",
+        on_topics.len()
+    );
+}
+
+#[actix_web::test]
+async fn with_the_broker_stopped_the_backlog_waits_and_drains_when_it_returns() {
+    let port = free_port();
+    let at = format!("127.0.0.1:{port}");
+    let mut broker = Killed(start_broker(port));
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| {
+        prefix = with_kafka_at(env, &at);
+        env.insert("CONSUMERS_ENABLED".into(), "false".into());
+        env.insert("OUTBOX_BACKOFF_BASE_MS".into(), "10".into());
+        env.insert("OUTBOX_BACKOFF_CAP_SECS".into(), "1".into());
+    })
+    .await;
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = ready(&app).await;
+        if status["bus"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status["bus"], "ok", "{status}");
+
+    broker.0.kill().unwrap();
+    broker.0.wait().unwrap();
+    let t = sender("enterprise");
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (code, body) = send(&app, &t, &sms("+14155552671")).await;
+        assert_eq!(code, 202, "sends are still accepted: {body}");
+        ids.push(body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let report = app
+        .internal_post("/cpaas/v1/_internal/process-outbox")
+        .await;
+    assert_eq!(report["published"], 0, "{report}");
+    assert!(report["failed"].as_i64().unwrap() >= 5, "{report}");
+    let status = ready(&app).await;
+    assert_eq!(status["bus"], "unavailable", "{status}");
+    assert_eq!(status["status"], "degraded", "{status}");
+    assert!(status["outbox_backlog"].as_i64().unwrap() >= 5, "{status}");
+
+    let _broker = Killed(start_broker(port));
+    let (mut pending, mut report) = (i64::MAX, Value::Null);
+    for _ in 0..240 {
+        report = app
+            .internal_post("/cpaas/v1/_internal/process-outbox")
+            .await;
+        pending = count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE status <> 'DONE'",
+        )
+        .await;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let last_error: Vec<String> = {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        let mut conn = app.pool.get().await.unwrap();
+        cpaas::db::schema::outbox_events::table
+            .select(cpaas::db::schema::outbox_events::last_error)
+            .filter(cpaas::db::schema::outbox_events::last_error.is_not_null())
+            .load::<Option<String>>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    assert_eq!(
+        pending,
+        0,
+        "the backlog drained once the broker was back: {report} {} {last_error:?}",
+        ready(&app).await
+    );
+    let status = ready(&app).await;
+    assert_eq!(
+        status["bus"], "ok",
+        "the topics were created again: {status}"
+    );
+    let requested = records_at(&at, &format!("{prefix}{REQUESTED}")).await;
+    let on_topic: HashSet<&str> = requested
+        .iter()
+        .filter_map(|r| r.value["data"]["messageId"].as_str())
+        .collect();
+    for id in &ids {
+        assert!(
+            on_topic.contains(id.as_str()),
+            "{id} reached the topic: nothing lost"
+        );
+    }
+}
