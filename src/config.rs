@@ -95,6 +95,9 @@ pub struct Settings {
     pub scheduler_tick: Duration,
     pub outbox_enabled: bool,
     pub consumers_enabled: bool,
+    /// `CONSUMER_MAX_ATTEMPTS` (default 10): attempts at a consumed event before it is
+    /// recorded as poison and skipped.
+    pub consumer_max_attempts: u32,
     /// `WEBHOOK_ALLOW_HTTP`: webhook URLs may use plain `http://` (development only).
     pub webhook_allow_http: bool,
     /// `WEBHOOK_ALLOW_INTERNAL_HOSTS`: webhook URLs may name loopback, private and other
@@ -270,6 +273,7 @@ impl Settings {
             scheduler_tick: millis(&get, "SCHEDULER_TICK_MS", 2000)?,
             outbox_enabled: flag(&get, "OUTBOX_ENABLED", true)?,
             consumers_enabled: flag(&get, "CONSUMERS_ENABLED", true)?,
+            consumer_max_attempts: parse::<u32>(&get, "CONSUMER_MAX_ATTEMPTS", 10)?.max(1),
             webhook_allow_http,
             webhook_allow_internal_hosts,
             app_env_defaulted: get("APP_ENV").is_none(),

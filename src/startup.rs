@@ -138,6 +138,7 @@ impl Application {
                     rate_limits: rate_limits.clone(),
                     metrics: metrics.clone(),
                     wakeup: wakeup.clone(),
+                    max_attempts: settings.consumer_max_attempts,
                 },
             )?;
         }

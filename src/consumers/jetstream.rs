@@ -1,5 +1,5 @@
 //! The consumed topics on JetStream: one durable pull consumer per topic, explicit acks. A
-//! failed event is redelivered after a short delay, up to `MAX_ATTEMPTS` times (the
+//! failed event is redelivered after a short delay, up to `CONSUMER_MAX_ATTEMPTS` times (the
 //! consumer's own delivery count), then recorded as poison and acknowledged.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, pull};
 use futures_util::StreamExt;
 
-use super::{ConsumerDeps, MAX_ATTEMPTS, Settled, Topic, settle};
+use super::{ConsumerDeps, Settled, Topic, settle};
 use crate::outbox::CloudEvent;
 use crate::outbox::bus::NatsBus;
 
@@ -78,7 +78,7 @@ async fn consume(
             event,
             &message.payload,
             &location,
-            attempt.min(MAX_ATTEMPTS),
+            attempt.min(deps.max_attempts),
         )
         .await
         {

@@ -4,7 +4,7 @@
 //! offsets are committed every second: a process that dies re-reads at most what it handled
 //! since the last commit, and the event ids recorded in `consumed_events` make those
 //! redeliveries no-ops. A failing record is tried again in place, with a growing pause, up to
-//! `MAX_ATTEMPTS` times, then recorded as poison and skipped; the records behind it on its
+//! `CONSUMER_MAX_ATTEMPTS` times, then recorded as poison and skipped; the records behind it on its
 //! partition wait meanwhile, which keeps each tenant's requests in order.
 //!
 //! Records are read in either mode of the CloudEvents Kafka binding: structured (the envelope
@@ -19,7 +19,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use serde_json::Value;
 
-use super::{ConsumerDeps, MAX_ATTEMPTS, Settled, Topic, settle};
+use super::{ConsumerDeps, Settled, Topic, settle};
 use crate::config::KafkaSettings;
 use crate::outbox::CloudEvent;
 use crate::outbox::bus::kafka::client_config;
@@ -98,7 +98,7 @@ async fn consume(consumer: StreamConsumer, prefix: String, deps: Arc<ConsumerDep
                 event.clone(),
                 raw,
                 &location,
-                attempt.min(MAX_ATTEMPTS),
+                attempt.min(deps.max_attempts),
             )
             .await
                 == Settled::Retry

@@ -21,8 +21,6 @@ use crate::db::schema::consumed_events;
 use crate::metrics::Metrics;
 use crate::outbox::{CloudEvent, EventBus, Wakeup, topics};
 
-/// Attempts at handling one event before it is recorded as poison and skipped.
-pub const MAX_ATTEMPTS: u32 = 10;
 /// The most of a poison event's payload that is kept.
 const POISON_PAYLOAD_MAX: usize = 64 * 1024;
 use crate::rate_limit::RateLimits;
@@ -35,6 +33,8 @@ pub struct ConsumerDeps {
     pub rate_limits: Arc<RateLimits>,
     pub metrics: Arc<Metrics>,
     pub wakeup: Arc<Wakeup>,
+    /// Attempts at one event before it is recorded as poison and skipped.
+    pub max_attempts: u32,
 }
 
 /// What handling one consumed event came to.
@@ -112,7 +112,7 @@ enum Settled {
 /// Handles one record from the bus: `event` as decoded (or why it is not a CloudEvent), `raw`
 /// as it arrived, `location` where (for the poison record of a record without an id), and
 /// `attempt`, counted from 1. A record that is not a CloudEvent, and one that fails its
-/// `MAX_ATTEMPTS`th attempt, is recorded as poison and done; a failure before that, or a
+/// `max_attempts`th attempt (or any later one), is recorded as poison and done; a failure before that, or a
 /// poison record the database does not take, is retried.
 async fn settle(
     deps: &ConsumerDeps,
@@ -149,7 +149,7 @@ async fn settle(
             tracing::debug!(?consumed, "consumed event handled");
             Settled::Done
         }
-        Err(e) if attempt >= MAX_ATTEMPTS => {
+        Err(e) if attempt >= deps.max_attempts => {
             tracing::warn!(event_id = %event.id, error = %e, attempt,
                 "a consumed event failed on every attempt; recorded as poison");
             let poison = Poison {
@@ -189,16 +189,18 @@ impl Poison<'_> {
                 Err(_) => break String::from_utf8_lossy(&self.raw[..end]).into_owned(),
             }
         };
+        // PostgreSQL text holds no NUL, and an event id may carry one (a JSON "\u0000").
+        let text = |s: &str| s.replace('\0', "\u{FFFD}");
         let recorded = async {
             let mut conn = deps.pool.get().await.map_err(|e| e.to_string())?;
             diesel::insert_into(consumed_events::table)
                 .values((
-                    consumed_events::event_id.eq(self.key),
+                    consumed_events::event_id.eq(text(self.key)),
                     consumed_events::topic.eq(self.topic),
                     consumed_events::tenant_id.eq(self.tenant),
                     consumed_events::outcome.eq("poison"),
-                    consumed_events::detail.eq(&self.reason),
-                    consumed_events::payload.eq(&payload),
+                    consumed_events::detail.eq(text(&self.reason)),
+                    consumed_events::payload.eq(text(&payload)),
                 ))
                 .on_conflict(consumed_events::event_id)
                 .do_nothing()

@@ -158,3 +158,64 @@ async fn an_inbound_stop_from_another_service_opts_the_sender_out_and_start_reve
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(count(&app, opted_out).await, 0, "still opted in");
 }
+
+#[actix_web::test]
+async fn on_jetstream_a_malformed_or_always_failing_event_is_recorded_as_poison_and_skipped() {
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| {
+        prefix = with_nats(env).1;
+        env.insert("CONSUMER_MAX_ATTEMPTS".into(), "2".into());
+    })
+    .await;
+    let topic = "eventzr.notify.transactional.requested.v1";
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish(format!("{prefix}{topic}"), "{ not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let data = json!({
+        "tenantId": DEV_TENANT.to_string(), "channel": "SMS", "recipient": "+14155552671",
+        "message_body": "Gates open at 6"
+    });
+    // PostgreSQL text cannot hold the NUL of this id: every attempt at it fails.
+    publish(
+        &prefix,
+        "failing",
+        &request("evt-\u{0}-never", data.clone()),
+    )
+    .await;
+    publish(&prefix, "good", &request("evt-js-after-poison", data)).await;
+
+    let poison = "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'poison'";
+    let mut n = 0;
+    for _ in 0..150 {
+        n = count(&app, poison).await;
+        if n == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 2, "both recorded as poison");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'poison' \
+             AND event_id LIKE 'jetstream:%' AND payload = '{ not an event'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'poison' \
+             AND event_id = 'evt-\u{FFFD}-never' AND detail LIKE 'failed 2 times%'"
+        )
+        .await,
+        1
+    );
+    let after = "SELECT count(*) AS n FROM messages WHERE source_event_id = 'evt-js-after-poison'";
+    assert_eq!(wait_for(&app, after, 1).await, 1);
+}

@@ -351,3 +351,44 @@ async fn with_the_broker_stopped_the_backlog_waits_and_drains_when_it_returns() 
         );
     }
 }
+
+#[actix_web::test]
+async fn an_event_failing_every_attempt_is_recorded_as_poison_and_its_partition_moves_on() {
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| {
+        prefix = with_kafka(env);
+        env.insert("CONSUMER_MAX_ATTEMPTS".into(), "3".into());
+    })
+    .await;
+    let topic = format!("{prefix}{NOTIFY}");
+    let tenant = DEV_TENANT.to_string();
+    let data = json!({"tenantId": tenant, "channel": "SMS", "recipient": "+14155552671",
+                      "body": "Gates open at 6"});
+    // PostgreSQL text cannot hold the NUL of this id: every attempt at it fails.
+    let failing = serde_json::to_vec(&request("evt-\u{0}-never", data.clone())).unwrap();
+    let ce = [("content-type", "application/cloudevents+json")];
+    produce(&topic, &tenant, &ce, &failing).await;
+    let good = serde_json::to_vec(&request("evt-kafka-after-poison", data)).unwrap();
+    produce(&topic, &tenant, &ce, &good).await;
+
+    let after =
+        "SELECT count(*) AS n FROM messages WHERE source_event_id = 'evt-kafka-after-poison'";
+    assert_eq!(
+        wait_for(&app, after, 1).await,
+        1,
+        "the record behind it was handled"
+    );
+    let poison = "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'poison' \
+                  AND event_id = 'evt-\u{FFFD}-never' AND detail LIKE 'failed 3 times%' \
+                  AND strpos(payload, 'evt-\\u0000-never') > 0";
+    assert_eq!(
+        count(&app, poison).await,
+        1,
+        "recorded once, with what arrived"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM messages").await,
+        1,
+        "the failing event made no message"
+    );
+}
