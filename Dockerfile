@@ -5,9 +5,10 @@
 # ---------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
 
-# cmake is a fallback for the native crypto crates on less common targets.
+# cmake is a fallback for the native crypto crates on less common targets; librdkafka (the
+# Kafka bus) is built from its bundled sources with make, against OpenSSL and zlib.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake \
+    && apt-get install -y --no-install-recommends cmake make libssl-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -38,7 +39,7 @@ RUN touch src/main.rs src/lib.rs \
 FROM debian:bookworm-slim AS runtime
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 cpaas \

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Drain throughput: MESSAGES accepted messages (default 50,000) delivered through the mock
-# providers (Vonage wire format over real HTTP) with their events on JetStream, by REPLICAS
-# service processes on the one database (default 1); against pgbench running the outbox's own
-# claim (as `outbox::store::claim` runs it) and complete-by-id statements alone on the same
-# number of events. Prints messages/s, events/s, the ratio and the service's peak RSS (the
-# largest of the replicas').
+# providers (Vonage wire format over real HTTP) with their events on the bus BUS (`nats`, the
+# default: JetStream; `kafka`: a Kafka-protocol broker, tansu in memory, started for the run
+# unless BENCH_KAFKA_BROKERS names one), by REPLICAS service processes on the one database
+# (default 1); against pgbench running the outbox's own claim (as `outbox::store::claim` runs
+# it) and complete-by-id statements alone on the same number of events. Prints messages/s,
+# events/s, the ratio and the service's peak RSS (the largest of the replicas').
 #
 #   bash bench/drain.sh
 #   REPLICAS=2 bash bench/drain.sh
+#   BUS=kafka bash bench/drain.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/services.sh
@@ -15,7 +17,8 @@ source scripts/lib/services.sh
 
 MESSAGES=${MESSAGES:-50000}
 REPLICAS=${REPLICAS:-1}
-export REPLICAS
+BUS=${BUS:-nats}
+export REPLICAS BUS
 PORT=${PORT:-18081}
 MOCK_PORT=${MOCK_PORT:-19090}
 ADMIN_URL=${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -30,6 +33,11 @@ ensure_postgres
 ensure_pg_max_connections 500
 NATS_PORT=$(url_port "$NATS" 4222)
 ensure_nats
+case "$BUS" in
+  nats) bus_env=(EVENT_BUS=nats NATS_URL="$NATS" NATS_STREAM="BENCH_$RUN" NATS_SUBJECT_PREFIX="bench$RUN.") ;;
+  kafka) ;;
+  *) die "BUS is nats or kafka, not $BUS" ;;
+esac
 
 cpaas_binary
 pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
@@ -37,6 +45,19 @@ pg_url "$ADMIN_URL" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+
+broker_pid=$(pgrep -x nats-server | head -n 1 || true)
+if [ "$BUS" = kafka ]; then
+  brokers=${BENCH_KAFKA_BROKERS:-}
+  if [ -z "$brokers" ]; then
+    ensure_tansu
+    start_kafka_broker /tmp/cpaas-bench-kafka.log
+    pids+=("$KAFKA_BROKER_PID")
+    brokers=$KAFKA_BROKER_ADDR
+    broker_pid=$KAFKA_BROKER_PID
+  fi
+  bus_env=(EVENT_BUS=kafka KAFKA_BROKERS="$brokers" KAFKA_TOPIC_PREFIX="bench$RUN.")
+fi
 
 "$BIN" mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
 pids+=($!)
@@ -46,8 +67,8 @@ service() { # $1 = OUTBOX_ENABLED, $2 = port (default PORT)
   local port=${2:-$PORT}
   DATABASE_URL=$DB_URL LISTEN_ADDR=127.0.0.1:$port APP_ENV=development SEED_ON_START=true \
     DEV_KEYS_DIR=/tmp/cpaas-bench-keys DATABASE_POOL_SIZE=16 LOG_FORMAT=json RUST_LOG=warn \
-    NATS_URL=$NATS NATS_STREAM=BENCH_$RUN NATS_SUBJECT_PREFIX=bench$RUN. CONSUMERS_ENABLED=false \
-    RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 OUTBOX_ENABLED=$1 SCHEDULER_ENABLED=$1 \
+    CONSUMERS_ENABLED=false RATE_LIMIT_OVERRIDES=professional.SMS=1000000000 \
+    OUTBOX_ENABLED=$1 SCHEDULER_ENABLED=$1 env "${bus_env[@]}" \
     "$BIN" serve >/dev/null 2>&1 &
   svc=$!
   pids+=("$svc")
@@ -82,11 +103,9 @@ svcs=()
 # CPU time (clock ticks) of one process, and busy ticks of the whole machine.
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-nats_pid=$(pgrep -x nats-server | head -n 1 || true)
-
-step "draining with the OutboxActor of $REPLICAS replica(s) (NATS stream BENCH_$RUN)"
+step "draining with the OutboxActor of $REPLICAS replica(s) (bus: $BUS)"
 start=$(date +%s.%N)
-busy0=$(busy_ticks); mock0=$(proc_ticks "${pids[0]}"); nats0=$(proc_ticks "${nats_pid:-0}")
+busy0=$(busy_ticks); mock0=$(proc_ticks "${pids[0]}"); nats0=$(proc_ticks "${broker_pid:-0}")
 for r in $(seq 1 "$REPLICAS"); do service true $((PORT + r - 1)); done
 # Progress is read from the mock's counter (one cheap HTTP call) until every send has reached
 # it; only then is PostgreSQL asked whether the outbox is empty, so the measuring does not
@@ -102,7 +121,7 @@ done
 end=$(date +%s.%N)
 svc_ticks=0
 for p in "${svcs[@]}"; do svc_ticks=$(( svc_ticks + $(proc_ticks "$p") )); done
-cpu_split="$(( $(busy_ticks) - busy0 )) $svc_ticks $(( $(proc_ticks "${pids[0]}") - mock0 )) $(( $(proc_ticks "${nats_pid:-0}") - nats0 )) $(getconf CLK_TCK)"
+cpu_split="$(( $(busy_ticks) - busy0 )) $svc_ticks $(( $(proc_ticks "${pids[0]}") - mock0 )) $(( $(proc_ticks "${broker_pid:-0}") - nats0 )) $(getconf CLK_TCK)"
 dead=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM outbox_events WHERE status = 'DEAD'")
 sent=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM messages WHERE status = 'SENT'")
 [ "$dead" = 0 ] || die "$dead outbox events were dead-lettered"
@@ -165,7 +184,7 @@ messages, events, start, end, pg_start, pg_end, rss, mock, busy, svc, mock_cpu, 
 t = float(end) - float(start); pt = float(pg_end) - float(pg_start)
 mps = int(messages) / t; eps = int(events) / t; base = int(events) / pt
 print()
-print(f"drain ({os.environ.get('REPLICAS', '1')} replica(s))     : {t:6.1f} s   {mps:8.0f} messages/s   {eps:8.0f} events/s   (goal >= 3000 messages/s)")
+print(f"drain ({os.environ.get('REPLICAS', '1')} replica(s), {os.environ.get('BUS', 'nats'):5}): {t:6.1f} s   {mps:8.0f} messages/s   {eps:8.0f} events/s   (goal >= 3000 messages/s)")
 print(f"pgbench claim+complete   : {pt:6.1f} s   {base:8.0f} events/s")
 print(f"ratio events/s           : {eps / base:8.2f}")
 print(f"service peak RSS         : {int(rss) / 1024:8.1f} MiB")
@@ -173,5 +192,5 @@ print(f"mock providers           : {mock}")
 busy, svc, mock_cpu, nats, hz = (int(x) for x in (busy, svc, mock_cpu, nats, hz))
 other = busy - svc - mock_cpu - nats
 print(f"CPU during the drain     : {busy / hz / t:4.2f} of 2 cores busy; of that: service {svc / busy:.0%}, "
-      f"PostgreSQL and the rest {other / busy:.0%}, mock providers {mock_cpu / busy:.0%}, nats-server {nats / busy:.0%}")
+      f"PostgreSQL and the rest {other / busy:.0%}, mock providers {mock_cpu / busy:.0%}, the broker {nats / busy:.0%}")
 PY

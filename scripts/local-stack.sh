@@ -42,13 +42,15 @@ fi
 # The environment compose gives a service, one NAME=value per line.
 compose_env() {
   python3 - "$1" <<'PY'
-import sys, yaml
+import os, re, sys, yaml
 service = yaml.safe_load(open("docker-compose.yml"))["services"][sys.argv[1]]
 env = service.get("environment") or {}
 if isinstance(env, list):
     env = dict(item.split("=", 1) for item in env)
 for name, value in env.items():
-    value = str(value).replace("@postgres:", "@127.0.0.1:").replace("//nats:", "//127.0.0.1:")
+    # ${NAME:-default}, as compose interpolates it.
+    value = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m[1]) or m[2], str(value))
+    value = value.replace("@postgres:", "@127.0.0.1:").replace("//nats:", "//127.0.0.1:")
     print(f"{name}={value}")
 PY
 }
