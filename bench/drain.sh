@@ -60,7 +60,8 @@ if [ "$BUS" = kafka ]; then
 fi
 
 "$BIN" mock-providers --listen "127.0.0.1:$MOCK_PORT" >/dev/null 2>&1 &
-pids+=($!)
+mock_pid=$!
+pids+=("$mock_pid")
 
 svcs=()
 service() { # $1 = OUTBOX_ENABLED, $2 = port (default PORT)
@@ -105,7 +106,7 @@ proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 step "draining with the OutboxActor of $REPLICAS replica(s) (bus: $BUS)"
 start=$(date +%s.%N)
-busy0=$(busy_ticks); mock0=$(proc_ticks "${pids[0]}"); nats0=$(proc_ticks "${broker_pid:-0}")
+busy0=$(busy_ticks); mock0=$(proc_ticks "$mock_pid"); nats0=$(proc_ticks "${broker_pid:-0}")
 for r in $(seq 1 "$REPLICAS"); do service true $((PORT + r - 1)); done
 # Progress is read from the mock's counter (one cheap HTTP call) until every send has reached
 # it; only then is PostgreSQL asked whether the outbox is empty, so the measuring does not
@@ -121,7 +122,7 @@ done
 end=$(date +%s.%N)
 svc_ticks=0
 for p in "${svcs[@]}"; do svc_ticks=$(( svc_ticks + $(proc_ticks "$p") )); done
-cpu_split="$(( $(busy_ticks) - busy0 )) $svc_ticks $(( $(proc_ticks "${pids[0]}") - mock0 )) $(( $(proc_ticks "${broker_pid:-0}") - nats0 )) $(getconf CLK_TCK)"
+cpu_split="$(( $(busy_ticks) - busy0 )) $svc_ticks $(( $(proc_ticks "$mock_pid") - mock0 )) $(( $(proc_ticks "${broker_pid:-0}") - nats0 )) $(getconf CLK_TCK)"
 dead=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM outbox_events WHERE status = 'DEAD'")
 sent=$(pg_url "$DB_URL" -At -c "SELECT count(*) FROM messages WHERE status = 'SENT'")
 [ "$dead" = 0 ] || die "$dead outbox events were dead-lettered"
