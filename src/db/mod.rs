@@ -5,6 +5,7 @@
 //! each worker its own single-threaded runtime, and a connection whose driver task lives on a
 //! worker's runtime would die with that worker. Any runtime can then use any connection.
 
+pub mod api_keys;
 pub mod cached;
 pub mod callbacks;
 pub mod idempotency_keys;

@@ -1,6 +1,23 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        name -> Text,
+        roles -> Array<Nullable<Text>>,
+        prefix -> Text,
+        key_hash -> Bytea,
+        plan_tier -> Text,
+        created_by -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     consumed_events (event_id) {
         event_id -> Text,
         topic -> Text,
@@ -349,6 +366,7 @@ diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhook_delivery_attempts -> webhook_deliveries (delivery_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     consumed_events,
     idempotency_keys,
     job_runs,

@@ -100,6 +100,7 @@ id_kind!(TemplatePrefix, TemplateId, "tpl_", "template");
 id_kind!(OptOutPrefix, OptOutId, "opt_", "opt-out");
 id_kind!(WebhookPrefix, WebhookId, "whk_", "webhook");
 id_kind!(AttemptPrefix, AttemptId, "att_", "attempt");
+id_kind!(ApiKeyPrefix, ApiKeyId, "apk_", "API key");
 id_kind!(
     WebhookDeliveryPrefix,
     WebhookDeliveryId,

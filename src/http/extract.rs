@@ -1,5 +1,5 @@
-//! Request extractors: `AuthUser` (a verified bearer token), `InternalKey` (the operator key)
-//! and `PathId` (a prefixed resource id from the path).
+//! Request extractors: `AuthUser` (a verified bearer token: an access token or a tenant API
+//! key), `InternalKey` (the operator key) and `PathId` (a prefixed resource id from the path).
 
 use std::future::{Ready, ready};
 
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::Claims;
 use crate::auth::keys::TokenError;
-use crate::domain::ids::{IdPrefix, PublicId};
+use crate::domain::ids::{ApiKeyId, IdPrefix, PublicId};
 use crate::domain::roles::Permission;
 use crate::domain::{PlanTier, Role};
 use crate::error::{ApiError, ErrorCode};
@@ -21,8 +21,11 @@ use crate::state::AppState;
 /// The authenticated caller of a tenant endpoint.
 #[derive(Clone, Debug)]
 pub struct AuthUser {
-    /// The token's `sub`: a user id on this service's tokens, any string on the auth service's.
+    /// The token's `sub`: a user id on this service's tokens, any string on the auth service's,
+    /// the key's id (`apk_…`) for an API key.
     pub subject: String,
+    /// The API key the caller presented, if it presented one.
+    pub api_key: Option<Uuid>,
     pub tenant_id: Uuid,
     pub roles: Vec<Role>,
     pub plan_tier: PlanTier,
@@ -50,13 +53,13 @@ fn state(req: &HttpRequest) -> Result<&AppState, ApiError> {
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state is not configured")))
 }
 
-fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
-    let state = state(req)?;
+/// The bearer token of the request.
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
-    let token = header
+    header
         .to_str()
         .ok()
         .and_then(|v| {
@@ -65,18 +68,12 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-        })?;
-    let claims = state.keys.verify(token).map_err(|e| match e {
-        TokenError::Expired => {
-            ApiError::new(ErrorCode::TokenExpired, "the access token has expired")
-        }
-        TokenError::Invalid(reason) => {
-            tracing::debug!(%reason, "bearer token refused");
-            ApiError::unauthorized("the access token is invalid")
-        }
-    })?;
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))
+}
+
+/// The caller the verified claims name, once `x-tenant-id` (when sent) agrees with them.
+fn caller(req: &HttpRequest, claims: Claims, api_key: Option<Uuid>) -> Result<AuthUser, ApiError> {
     if let Some(header) = req.headers().get("x-tenant-id") {
         let matches = header
             .to_str()
@@ -94,6 +91,7 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     tracing::Span::current().record("tenant_id", tracing::field::display(claims.tenant_id));
     Ok(AuthUser {
         subject: claims.sub.clone(),
+        api_key,
         tenant_id: claims.tenant_id,
         roles: claims.roles.iter().filter_map(|r| r.parse().ok()).collect(),
         plan_tier: PlanTier::from_token(&claims.plan_tier),
@@ -101,20 +99,63 @@ fn authenticate(req: &HttpRequest) -> Result<AuthUser, ApiError> {
     })
 }
 
+fn authenticate_token(req: &HttpRequest, token: &str) -> Result<AuthUser, ApiError> {
+    let state = state(req)?;
+    let claims = state.keys.verify(token).map_err(|e| match e {
+        TokenError::Expired => {
+            ApiError::new(ErrorCode::TokenExpired, "the access token has expired")
+        }
+        TokenError::Invalid(reason) => {
+            tracing::debug!(%reason, "bearer token refused");
+            ApiError::unauthorized("the access token is invalid")
+        }
+    })?;
+    caller(req, claims, None)
+}
+
+/// A tenant API key, looked up on every request (revocation is immediate on every replica).
+async fn authenticate_key(
+    req: &HttpRequest,
+    state: &AppState,
+    key: &str,
+) -> Result<AuthUser, ApiError> {
+    let identity = crate::auth::api_keys::authenticate(&state.pool, key)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the API key is invalid, expired or revoked"))?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: ApiKeyId::from_uuid(identity.id).to_string(),
+        tenant_id: identity.tenant_id,
+        email: String::new(),
+        roles: identity.roles,
+        plan_tier: identity.plan_tier,
+        iat: now,
+        exp: identity.expires_at.map_or(i64::MAX, |t| t.timestamp()),
+        nbf: None,
+        iss: None,
+        aud: None,
+        jti: None,
+    };
+    caller(req, claims, Some(identity.id))
+}
+
 impl FromRequest for AuthUser {
     type Error = ApiError;
     type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     /// Verifies the token, then that its user is still active and has not changed the
-    /// password since it was issued (cached for at most a minute).
+    /// password since it was issued (cached for at most a minute); or looks the API key up.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let user = authenticate(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let req = req.clone();
         Box::pin(async move {
-            let user = user?;
-            let Some(state) = state else {
-                return Ok(user);
+            let token = bearer(&req)?;
+            let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+                return authenticate_token(&req, &token);
             };
+            if crate::auth::api_keys::is_api_key(&token) {
+                return authenticate_key(&req, &state, &token).await;
+            }
+            let user = authenticate_token(&req, &token)?;
             if state
                 .accounts
                 .allows(&state.pool, &user.subject, user.claims.iat)

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per resource.
 
+pub mod api_keys;
 pub mod auth;
 pub mod callbacks;
 pub mod docs;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     templates::configure(cfg);
     opt_outs::configure(cfg);
     webhooks::configure(cfg);
+    api_keys::configure(cfg);
     internal::configure(cfg);
     metrics::configure(cfg);
     jobs::configure(cfg);

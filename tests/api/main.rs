@@ -5,6 +5,7 @@
 mod helpers;
 
 mod ambiguous;
+mod api_keys;
 mod auth_login;
 mod auth_password;
 mod auth_refresh;

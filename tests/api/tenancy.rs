@@ -24,6 +24,7 @@ fn resource_of(path: &str) -> &'static str {
         Some("opt-outs") => "opt-out",
         Some("webhooks") => "webhook",
         Some("messages") => "message",
+        Some("api-keys") => "API key",
         _ => panic!("{path}: tenant A owns no such resource yet; create one in this test"),
     }
 }
@@ -131,7 +132,7 @@ async fn call(app: &TestApp, token: &str, method: &Method, path: &str) -> reqwes
 fn path_template(path: &str) -> String {
     path.split('/')
         .map(|s| {
-            if ["prv_", "tpl_", "opt_", "whk_", "msg_"]
+            if ["prv_", "tpl_", "opt_", "whk_", "msg_", "apk_"]
                 .iter()
                 .any(|p| s.starts_with(p))
             {
@@ -230,6 +231,18 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         .unwrap();
         ids.insert("webhook delivery", format!("whd_{}", delivery.id.simple()));
     }
+    ids.insert(
+        "API key",
+        created_id(
+            app.post(
+                "/cpaas/v1/api-keys",
+                &a,
+                &json!({ "name": "a-backend", "roles": ["developer"] }),
+            )
+            .await,
+        )
+        .await,
+    );
     // Scheduled, so that a cancel would succeed if the tenant check were missing.
     let mut message = crate::messages::sms("+14155552671");
     message["scheduled_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339());
@@ -280,6 +293,7 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         ("GET", "/cpaas/v1/messages/{id}"),
         ("GET", "/cpaas/v1/messages/{id}/attempts"),
         ("POST", "/cpaas/v1/messages/{id}/cancel"),
+        ("DELETE", "/cpaas/v1/api-keys/{id}"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -305,6 +319,7 @@ async fn another_tenant_gets_404_on_every_id_route_and_empty_lists_and_changes_n
         "messages",
         "outbox_events",
         "idempotency_keys",
+        "api_keys",
     ] {
         assert!(before.contains_key(table), "{table} is compared");
     }
