@@ -376,6 +376,7 @@ pub async fn change_password(
     user_id: Uuid,
     current: String,
     new: String,
+    audit: crate::db::audit::AuditEntry,
 ) -> Result<usize, SessionError> {
     let stored = {
         let mut conn = deps.pool.get().await?;
@@ -394,6 +395,7 @@ pub async fn change_password(
     let revoked = conn
         .transaction::<_, SessionError, _>(async |conn| {
             users::set_password(conn, user_id, &hash).await?;
+            crate::db::audit::insert(conn, &audit).await?;
             Ok(revoke_user_sessions(conn, user_id, "password_changed").await?)
         })
         .await?;

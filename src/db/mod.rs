@@ -6,6 +6,7 @@
 //! worker's runtime would die with that worker. Any runtime can then use any connection.
 
 pub mod api_keys;
+pub mod audit;
 pub mod cached;
 pub mod callbacks;
 pub mod idempotency_keys;

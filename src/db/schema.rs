@@ -18,6 +18,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_log (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        actor_type -> Text,
+        actor_id -> Text,
+        action -> Text,
+        resource_type -> Text,
+        resource_id -> Text,
+        request_id -> Nullable<Uuid>,
+        changes -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     consumed_events (event_id) {
         event_id -> Text,
         topic -> Text,
@@ -367,6 +382,7 @@ diesel::joinable!(webhook_delivery_attempts -> webhook_deliveries (delivery_id))
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
+    audit_log,
     consumed_events,
     idempotency_keys,
     job_runs,

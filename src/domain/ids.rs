@@ -101,6 +101,7 @@ id_kind!(OptOutPrefix, OptOutId, "opt_", "opt-out");
 id_kind!(WebhookPrefix, WebhookId, "whk_", "webhook");
 id_kind!(AttemptPrefix, AttemptId, "att_", "attempt");
 id_kind!(ApiKeyPrefix, ApiKeyId, "apk_", "API key");
+id_kind!(AuditPrefix, AuditId, "aud_", "audit entry");
 id_kind!(
     WebhookDeliveryPrefix,
     WebhookDeliveryId,

@@ -2,6 +2,7 @@
 //! extractors (`AuthUser`, `InternalKey`), `Idempotency-Key` handling and the keyed-write
 //! frame, pagination cursors, the request root span and the request metrics middleware.
 
+pub mod audit;
 pub mod client_address;
 pub mod envelope;
 pub mod extract;

@@ -13,6 +13,7 @@ use crate::domain::ids::{ApiKeyId, ApiKeyPrefix};
 use crate::domain::roles::Permission;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AuthUser;
+use crate::http::audit::{AuditActor, Change};
 use crate::http::envelope::{ApiResponse, Meta};
 use crate::http::extract::PathId;
 use crate::http::idempotency::{Answer, Idempotency, Reply};
@@ -187,13 +188,14 @@ pub async fn create_api_key(
     };
     let key = generated.key;
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     idempotency
         .run(&state.pool, user.tenant_id, &meta, async |conn| {
             let row = db::insert(conn, &new).await?;
-            let view = ApiKeyWithSecretView {
-                api_key: ApiKeyView::from_row(row),
-                key,
-            };
+            let api_key = ApiKeyView::from_row(row);
+            let change = Change::new("created", "api_key", api_key.id).after(&api_key);
+            audit.record(conn, change).await?;
+            let view = ApiKeyWithSecretView { api_key, key };
             Ok(Answer::created(view).sealed())
         })
         .await
@@ -256,12 +258,16 @@ pub async fn revoke_api_key(
 ) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             if !db::revoke(conn, tenant, id.uuid()).await? {
                 return Err(ApiError::not_found("API key"));
             }
+            audit
+                .record(conn, Change::new("revoked", "api_key", *id))
+                .await?;
             Ok(Answer::ok(DeletedView {
                 id: id.to_string(),
                 deleted: true,

@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod callbacks;
 pub mod docs;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     opt_outs::configure(cfg);
     webhooks::configure(cfg);
     api_keys::configure(cfg);
+    audit::configure(cfg);
     internal::configure(cfg);
     metrics::configure(cfg);
     jobs::configure(cfg);

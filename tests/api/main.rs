@@ -6,6 +6,7 @@ mod helpers;
 
 mod ambiguous;
 mod api_keys;
+mod audit_log;
 mod auth_login;
 mod auth_password;
 mod auth_refresh;

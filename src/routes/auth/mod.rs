@@ -250,6 +250,7 @@ const MAX_EMAIL_BYTES: usize = 254;
 )]
 #[post("/auth/v1/password")]
 pub async fn change_password(
+    req: actix_web::HttpRequest,
     user: AuthUser,
     state: web::Data<AppState>,
     body: web::Json<ChangePasswordRequest>,
@@ -277,11 +278,16 @@ pub async fn change_password(
         keys: state.keys.clone(),
         settings: state.settings.clone(),
     };
+    let audit =
+        crate::http::audit::AuditActor::of(&user, &crate::http::envelope::Meta::of(&req)).entry(
+            crate::http::audit::Change::new("password_changed", "user", user_id),
+        );
     let revoked = crate::auth::sessions::change_password(
         &deps,
         user_id,
         body.current_password,
         body.new_password,
+        audit,
     )
     .await?;
     state.accounts.forget(user_id);

@@ -5,11 +5,13 @@ use actix_web::{HttpRequest, delete, get, post, web};
 
 use super::{CheckQuery, CreateOptOutRequest, OptOutCheckView, OptOutListQuery, OptOutView};
 use crate::db::opt_outs::{self as db, OptOutFilter};
+use crate::domain::OptOutId;
 use crate::domain::ids::OptOutPrefix;
 use crate::domain::opt_out::{OptOutScope, OptOutSource};
 use crate::domain::roles::Permission;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AuthUser;
+use crate::http::audit::{AuditActor, Change};
 use crate::http::envelope::{ApiResponse, Meta};
 use crate::http::extract::PathId;
 use crate::http::idempotency::{Answer, Idempotency, Reply};
@@ -133,6 +135,7 @@ pub async fn create_opt_out(
         ));
     }
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
@@ -150,7 +153,13 @@ pub async fn create_opt_out(
             } else {
                 StatusCode::OK
             };
-            Ok(Answer::new(status, OptOutView::from_row(row)))
+            let resource = OptOutId::from_uuid(row.id);
+            let view = OptOutView::from_row(row);
+            if created {
+                let change = Change::new("created", "opt_out", resource).after(&view);
+                audit.record(conn, change).await?;
+            }
+            Ok(Answer::new(status, view))
         })
         .await
 }
@@ -221,12 +230,16 @@ pub async fn delete_opt_out(
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             if !db::remove_opt_out(conn, tenant, id.uuid()).await? {
                 return Err(ApiError::not_found("opt-out"));
             }
+            audit
+                .record(conn, Change::new("deleted", "opt_out", *id))
+                .await?;
             let view = DeletedView {
                 id: id.to_string(),
                 deleted: true,

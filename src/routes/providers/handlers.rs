@@ -1,7 +1,7 @@
 //! Provider handlers.
 
 use actix_web::{HttpRequest, delete, get, patch, post, web};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{
     CreateProviderRequest, DeletedView, HealthView, ProviderListQuery, ProviderView,
@@ -14,6 +14,7 @@ use crate::domain::roles::Permission;
 use crate::domain::{Channel, ProviderId, ProviderKind};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AuthUser;
+use crate::http::audit::{AuditActor, Change};
 use crate::http::envelope::{ApiResponse, Meta};
 use crate::http::extract::PathId;
 use crate::http::idempotency::{Answer, Idempotency, Reply};
@@ -227,6 +228,7 @@ pub async fn create_provider(
         credential_keys: key_names(&credentials),
     };
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
@@ -237,7 +239,10 @@ pub async fn create_provider(
                 ));
             }
             let row = db::insert_provider(conn, &new).await?;
-            Ok(Answer::created(ProviderView::from_row(row)))
+            let view = ProviderView::from_row(row);
+            let change = Change::new("created", "provider", id).after(&view);
+            audit.record(conn, change).await?;
+            Ok(Answer::created(view))
         })
         .await
 }
@@ -299,11 +304,20 @@ pub async fn update_provider(
     let tenant_id = user.tenant_id;
     let cipher = state.cipher.clone();
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
+    // The names of the credential keys this request sets or removes (never their values).
+    let mut credential_keys_changed: Vec<String> = body
+        .credentials
+        .as_ref()
+        .map(|c| c.keys().cloned().collect())
+        .unwrap_or_default();
+    credential_keys_changed.sort();
     idempotency
         .run(&state.pool, tenant_id, &meta, async |conn| {
             let current = db::lock_provider(conn, tenant_id, id.uuid())
                 .await?
                 .ok_or_else(|| ApiError::not_found("provider"))?;
+            let before = ProviderView::from_row(current.clone());
             let kind = parse_kind(&current.kind)?;
             let channels = body
                 .channels
@@ -357,7 +371,15 @@ pub async fn update_provider(
                 updated_at: Some(chrono::Utc::now()),
             };
             let row = db::update_provider(conn, tenant_id, id.uuid(), &changes).await?;
-            Ok(Answer::ok(ProviderView::from_row(row)))
+            let view = ProviderView::from_row(row);
+            let mut change = Change::new("updated", "provider", *id)
+                .before(&before)
+                .after(&view);
+            if credentials_changed {
+                change = change.extra(json!({ "credentials_changed": credential_keys_changed }));
+            }
+            audit.record(conn, change).await?;
+            Ok(Answer::ok(view))
         })
         .await
 }
@@ -386,12 +408,16 @@ pub async fn delete_provider(
 ) -> ApiResult<Reply> {
     user.require(Permission::Admin)?;
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             if !db::delete_provider(conn, tenant, id.uuid()).await? {
                 return Err(ApiError::not_found("provider"));
             }
+            audit
+                .record(conn, Change::new("deleted", "provider", *id))
+                .await?;
             let view = DeletedView {
                 id: id.to_string(),
                 deleted: true,

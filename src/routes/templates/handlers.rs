@@ -13,6 +13,7 @@ use crate::domain::ids::TemplatePrefix;
 use crate::domain::roles::Permission;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AuthUser;
+use crate::http::audit::{AuditActor, Change};
 use crate::http::envelope::{ApiResponse, Meta};
 use crate::http::extract::PathId;
 use crate::http::idempotency::{Answer, Idempotency, Reply};
@@ -123,12 +124,17 @@ pub async fn create_template(
         html_body: content.html_body,
     };
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             ensure_free(conn, tenant, &new.name, &new.channel, &new.locale, None).await?;
             let row = db::insert_template(conn, &new).await?;
-            Ok(Answer::created(TemplateView::from_row(row)))
+            let resource = TemplateId::from_uuid(row.id);
+            let view = TemplateView::from_row(row);
+            let change = Change::new("created", "template", resource).after(&view);
+            audit.record(conn, change).await?;
+            Ok(Answer::created(view))
         })
         .await
 }
@@ -187,14 +193,21 @@ pub async fn update_template(
     user.require(Permission::Send)?;
     let body = body.into_inner();
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant_id = user.tenant_id;
     idempotency
         .run(&state.pool, tenant_id, &meta, async |conn| {
             let current = db::lock_template(conn, tenant_id, id.uuid())
                 .await?
                 .ok_or_else(|| ApiError::not_found("template"))?;
+            let before = TemplateView::from_row(current.clone());
             let row = apply_update(conn, current, body).await?;
-            Ok(Answer::ok(TemplateView::from_row(row)))
+            let view = TemplateView::from_row(row);
+            let change = Change::new("updated", "template", *id)
+                .before(&before)
+                .after(&view);
+            audit.record(conn, change).await?;
+            Ok(Answer::ok(view))
         })
         .await
 }
@@ -283,12 +296,16 @@ pub async fn delete_template(
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             if !db::delete_template(conn, tenant, id.uuid()).await? {
                 return Err(ApiError::not_found("template"));
             }
+            audit
+                .record(conn, Change::new("deleted", "template", *id))
+                .await?;
             let view = DeletedView {
                 id: id.to_string(),
                 deleted: true,

@@ -15,6 +15,7 @@ use crate::domain::roles::Permission;
 use crate::domain::webhook::{check_events, check_webhook_url, generate_secret};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::AuthUser;
+use crate::http::audit::{AuditActor, Change};
 use crate::http::envelope::{ApiResponse, Meta};
 use crate::http::extract::PathId;
 use crate::http::idempotency::{Answer, Idempotency, Reply};
@@ -135,14 +136,15 @@ pub async fn create_webhook(
         description,
     };
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             let row = db::insert_webhook(conn, &new).await?;
-            let view = WebhookWithSecretView {
-                webhook: WebhookView::from_row(row),
-                secret,
-            };
+            let webhook = WebhookView::from_row(row);
+            let change = Change::new("created", "webhook", id).after(&webhook);
+            audit.record(conn, change).await?;
+            let view = WebhookWithSecretView { webhook, secret };
             Ok(Answer::created(view).sealed())
         })
         .await
@@ -220,13 +222,23 @@ pub async fn update_webhook(
         changes.reactivate();
     }
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
+            let before = db::get_webhook(conn, tenant, id.uuid())
+                .await?
+                .map(WebhookView::from_row);
             let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook"))?;
-            Ok(Answer::ok(WebhookView::from_row(row)))
+            let view = WebhookView::from_row(row);
+            let mut change = Change::new("updated", "webhook", *id).after(&view);
+            if let Some(before) = &before {
+                change = change.before(before);
+            }
+            audit.record(conn, change).await?;
+            Ok(Answer::ok(view))
         })
         .await
 }
@@ -255,12 +267,16 @@ pub async fn delete_webhook(
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             if !db::delete_webhook(conn, tenant, id.uuid()).await? {
                 return Err(ApiError::not_found("webhook"));
             }
+            audit
+                .record(conn, Change::new("deleted", "webhook", *id))
+                .await?;
             let view = DeletedView {
                 id: id.to_string(),
                 deleted: true,
@@ -305,12 +321,16 @@ pub async fn rotate_webhook_secret(
         ..WebhookChanges::default()
     };
     let meta = Meta::of(&req);
+    let audit = AuditActor::of(&user, &meta);
     let tenant = user.tenant_id;
     idempotency
         .run(&state.pool, tenant, &meta, async |conn| {
             let row = db::update_webhook(conn, tenant, id.uuid(), &changes)
                 .await?
                 .ok_or_else(|| ApiError::not_found("webhook"))?;
+            let change = Change::new("secret_rotated", "webhook", *id)
+                .extra(serde_json::json!({ "secret": "rotated" }));
+            audit.record(conn, change).await?;
             let view = WebhookWithSecretView {
                 webhook: WebhookView::from_row(row),
                 secret,
