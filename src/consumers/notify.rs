@@ -58,6 +58,8 @@ struct NotifyRequest {
     provider_id: Option<String>,
     #[serde(rename = "scheduledAt", alias = "scheduled_at")]
     scheduled_at: Option<DateTime<Utc>>,
+    #[serde(rename = "ttlSecs", alias = "ttl_secs")]
+    ttl_secs: Option<i64>,
 }
 
 /// The request as a validated send with its notification id.
@@ -91,6 +93,7 @@ fn parse(data: &Value, now: DateTime<Utc>) -> Result<(ValidSend, Option<String>)
             scheduled_at: req.scheduled_at,
             metadata: req.metadata,
             priority: req.priority,
+            ttl_secs: req.ttl_secs,
         },
         now,
     )?;

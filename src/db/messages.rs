@@ -47,6 +47,9 @@ pub struct Message {
     pub html_body: Option<String>,
     pub reply_to: Option<String>,
     pub priority: Priority,
+    /// The end of its validity window (`ttl_secs`): not handed to a provider by then, it fails
+    /// with EXPIRED.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -58,7 +61,7 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.provider_message_id, m.attempts, m.cost_usd_micros, m.error_code, m.error_message, \
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
     m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to, \
-    m.priority";
+    m.priority, m.expires_at";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -83,6 +86,7 @@ pub struct NewMessage {
     pub html_body: Option<String>,
     pub reply_to: Option<String>,
     pub priority: Priority,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl NewMessage {
@@ -121,6 +125,7 @@ impl NewMessage {
             html_body: self.html_body.clone(),
             reply_to: self.reply_to.clone(),
             priority: self.priority,
+            expires_at: self.expires_at,
         }
     }
 }
@@ -224,9 +229,10 @@ const CHECKED_MESSAGE_SQL: &str = "\
     m AS ( \
       INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
         template_id, template_version, pinned_provider_id, metadata, source_event_id, \
-        scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, priority) \
+        scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, priority, \
+        expires_at) \
       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-        $19 \
+        $19, $25 \
       WHERE NOT EXISTS (SELECT 1 FROM blocked) AND EXISTS (SELECT 1 FROM usable) \
       RETURNING id, tenant_id), \
     o AS ( \
@@ -271,6 +277,7 @@ pub async fn insert_checked_message(
         .bind::<Text, _>(event.topic)
         .bind::<Jsonb, _>(event.payload)
         .bind::<Int2, _>(event.lane)
+        .bind::<Nullable<Timestamptz>, _>(row.expires_at)
         .cached()
         .get_result(conn)
         .await

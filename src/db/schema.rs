@@ -137,6 +137,7 @@ diesel::table! {
         html_body -> Nullable<Text>,
         reply_to -> Nullable<Text>,
         priority -> Text,
+        expires_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -36,6 +36,10 @@ use crate::providers::SendOutcome;
 /// Rounds of one delivery: the first try and the failovers after it.
 const MAX_ROUNDS: usize = 9;
 
+/// The error of a message not handed to a provider within its validity window.
+const EXPIRED: &str = "EXPIRED";
+const EXPIRED_TEXT: &str = "not handed to a provider within its ttl_secs";
+
 /// Refused outcomes recorded at once (each takes a connection of the shared pool).
 const RECORD_CONCURRENCY: usize = 4;
 
@@ -150,9 +154,16 @@ impl Delivery {
             let mut going: Vec<(Message, Provider, FailoverFrom, Uuid, bool)> = Vec::new();
             for locked in store::lock_queued(conn, ids).await? {
                 let message = locked.message;
-                if locked.next_attempt_at.is_some_and(|at| at > now)
-                    || !message.status.can_move_to(MessageStatus::Sending)
-                {
+                if !message.status.can_move_to(MessageStatus::Sending) {
+                    continue;
+                }
+                if message.expires_at.is_some_and(|at| at <= now) {
+                    let failed = store::fail(conn, message.id, EXPIRED, EXPIRED_TEXT).await?;
+                    events_out.push(events::failed(&failed));
+                    out.push((message.id, Err(Step::Failed)));
+                    continue;
+                }
+                if locked.next_attempt_at.is_some_and(|at| at > now) {
                     continue;
                 }
                 let key = (
@@ -182,7 +193,12 @@ impl Delivery {
                         locked.progress.ambiguous,
                     )),
                     Route::Wait(after) => {
-                        store::postpone(conn, message.id, after).await?;
+                        // Not past the end of its validity, when it is looked at again.
+                        let left = message
+                            .expires_at
+                            .and_then(|at| (at - now).to_std().ok())
+                            .unwrap_or(after);
+                        store::postpone(conn, message.id, after.min(left)).await?;
                         out.push((message.id, Err(Step::RetryLater)));
                     }
                     Route::Exhausted(code, reason) => {

@@ -42,6 +42,9 @@ pub fn outbound(
         provider_template: None,
         metadata: message.metadata.clone(),
         status_callback_url,
+        validity: message
+            .expires_at
+            .and_then(|at| (at - chrono::Utc::now()).to_std().ok()),
     }
 }
 

@@ -218,6 +218,7 @@ mod tests {
             html_body: None,
             reply_to: None,
             priority: crate::domain::Priority::Normal,
+            expires_at: None,
         }
     }
 

@@ -365,11 +365,16 @@ pub async fn fail(
         .await
 }
 
-/// Messages whose retry time has come, oldest first.
+/// Messages whose retry time has come or whose validity window closed, oldest first.
 pub async fn due_retries(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Uuid>> {
+    let now = Utc::now();
     messages::table
         .filter(messages::status.eq(MessageStatus::Queued))
-        .filter(messages::next_attempt_at.le(Utc::now()))
+        .filter(
+            messages::next_attempt_at
+                .le(now)
+                .or(messages::expires_at.le(now)),
+        )
         .order(messages::next_attempt_at.asc())
         .limit(limit)
         .select(messages::id)

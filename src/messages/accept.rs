@@ -312,6 +312,7 @@ async fn prepare(
         html_body,
         reply_to: send.reply_to,
         priority: send.priority.unwrap_or_default(),
+        expires_at: send.ttl.map(|ttl| send.scheduled_at.unwrap_or(now) + ttl),
         scheduled_at: send.scheduled_at,
         created_at: now,
         updated_at: now,

@@ -47,4 +47,10 @@ pub struct SendRequest {
     /// first. Default `normal`, and `bulk` for the items of `POST /messages/bulk`.
     #[schema(value_type = Option<Priority>)]
     pub priority: Option<String>,
+    /// Validity window, 1 to 604800 seconds (7 days) from when the message is due (now, or
+    /// `scheduled_at`): a message not handed to a provider within it ends FAILED with
+    /// `EXPIRED`. What is left of it is passed to providers that take one (Twilio
+    /// `ValidityPeriod`, Vonage `ttl`, FCM's Android `ttl` and APNs expiration).
+    #[schema(example = 300)]
+    pub ttl_secs: Option<i64>,
 }

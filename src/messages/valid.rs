@@ -13,6 +13,8 @@ use crate::error::{ApiError, ErrorCode};
 
 use super::request::SendRequest;
 
+/// The longest validity window a send may ask for (7 days).
+const MAX_TTL_SECS: i64 = 7 * 24 * 3600;
 /// Longest accepted SMS body, in characters (Twilio's limit).
 pub const SMS_MAX_CHARS: usize = 1600;
 /// Longest accepted body of any other channel, in bytes.
@@ -54,6 +56,8 @@ pub struct ValidSend {
     pub(super) reply_to: Option<String>,
     /// `None`: the default of the path it came by.
     pub(super) priority: Option<Priority>,
+    /// The validity window, from when the message is due.
+    pub(super) ttl: Option<Duration>,
 }
 
 impl ValidSend {
@@ -224,6 +228,16 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
         .map(|p| p.parse::<Priority>())
         .transpose()
         .map_err(|e| ApiError::invalid_field("priority", e))?;
+    let ttl = match req.ttl_secs {
+        None => None,
+        Some(secs @ 1..=MAX_TTL_SECS) => Some(Duration::seconds(secs)),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "ttl_secs",
+                format!("must be 1 to {MAX_TTL_SECS} seconds"),
+            ));
+        }
+    };
     let metadata = req.metadata.unwrap_or_default();
     if serde_json::to_vec(&metadata)
         .map(|v| v.len())
@@ -243,6 +257,7 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
         notification_id: None,
         reply_to,
         priority,
+        ttl,
     })
 }
 

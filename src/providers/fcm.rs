@@ -214,7 +214,7 @@ impl ProviderClient for FcmClient {
         if let Some(title) = &message.subject {
             notification["title"] = json!(title);
         }
-        let body = json!({"message": {
+        let mut body = json!({"message": {
             "token": message.recipient,
             "notification": notification,
             "data": {
@@ -222,6 +222,14 @@ impl ProviderClient for FcmClient {
                 "tenant_id": message.tenant_id.to_string(),
             },
         }});
+        if let Some(validity) = message.validity {
+            // Android keeps it for `ttl`; APNs until `apns-expiration` (a UNIX time).
+            let secs = validity.as_secs().max(1);
+            let expires = chrono::Utc::now().timestamp() + secs as i64;
+            body["message"]["android"] = json!({ "ttl": format!("{secs}s") });
+            body["message"]["apns"] =
+                json!({ "headers": { "apns-expiration": expires.to_string() } });
+        }
         let request = self.http.post(&self.url).bearer_auth(token).json(&body);
         match http::execute(request).await {
             Ok(reply) if reply.status.is_success() => {

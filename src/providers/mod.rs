@@ -54,6 +54,9 @@ pub struct OutboundMessage {
     pub metadata: Value,
     /// Where the provider should post status callbacks for this message, when it takes one.
     pub status_callback_url: Option<String>,
+    /// What is left of the message's validity window (`ttl_secs`), for providers that take
+    /// one.
+    pub validity: Option<std::time::Duration>,
 }
 
 /// A template held by the provider (WhatsApp template messages).

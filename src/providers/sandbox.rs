@@ -124,6 +124,7 @@ mod tests {
             provider_template: None,
             metadata: Value::Null,
             status_callback_url: None,
+            validity: None,
         }
     }
 

@@ -80,6 +80,11 @@ impl TwilioClient {
         if let Some(callback) = status_callback(message) {
             form.push(("StatusCallback", callback));
         }
+        if let Some(validity) = message.validity {
+            // Seconds the message may wait in Twilio's queue: 1 to 36,000.
+            let secs = validity.as_secs().clamp(1, 36_000);
+            form.push(("ValidityPeriod", secs.to_string()));
+        }
         form
     }
 

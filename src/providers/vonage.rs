@@ -71,6 +71,13 @@ impl ProviderClient for VonageClient {
         if let Some(callback) = &message.status_callback_url {
             form.push(("callback", callback));
         }
+        // Milliseconds the carrier keeps trying: 20,000 to 604,800,000.
+        let ttl = message
+            .validity
+            .map(|v| (v.as_millis().clamp(20_000, 604_800_000) as u64).to_string());
+        if let Some(ttl) = &ttl {
+            form.push(("ttl", ttl));
+        }
         let request = self
             .http
             .post(format!("{}/sms/json", self.base))

@@ -45,6 +45,7 @@ mod template_previews;
 mod template_sync;
 mod templates;
 mod tenancy;
+mod ttl;
 mod webhook_breaker;
 mod webhook_delivery;
 mod webhooks;

@@ -75,6 +75,7 @@ pub fn message(channel: Channel, recipient: &str) -> OutboundMessage {
         provider_template: None,
         metadata: json!({}),
         status_callback_url: None,
+        validity: None,
     }
 }
 

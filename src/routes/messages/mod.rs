@@ -63,6 +63,10 @@ pub struct MessageView {
     #[serde(serialize_with = "crate::domain::time::serialize_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// The end of its validity window (`ttl_secs`), when it has one.
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::domain::time::serialize")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
@@ -106,6 +110,7 @@ impl From<Message> for MessageView {
                 message: m.error_message,
             }),
             scheduled_at: m.scheduled_at,
+            expires_at: m.expires_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
             sent_at: m.sent_at,

@@ -255,3 +255,35 @@ async fn an_expired_token_is_dropped_so_the_next_send_fetches_another() {
     assert_transient(&client.send(&push()).await, "UNAUTHENTICATED");
     assert_accepted(&client.send(&push()).await, "projects/acme-push/messages/2");
 }
+
+#[tokio::test]
+async fn fcm_carries_the_validity_window_as_android_ttl_and_apns_expiration() {
+    let server = MockServer::start().await;
+    mount_token(&server, token_ok(3599)).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": "projects/acme-push/messages/0:1"})),
+        )
+        .mount(&server)
+        .await;
+    let (config, creds) = fcm_settings(&server);
+    let client = client(ProviderKind::Fcm, config, creds);
+    let mut push = push();
+    push.validity = Some(std::time::Duration::from_secs(600));
+    assert_accepted(&client.send(&push).await, "projects/acme-push/messages/0:1");
+    let requests = server.received_requests().await.unwrap();
+    let sent: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+    assert_eq!(sent["message"]["android"]["ttl"], "600s");
+    let expires: i64 = sent["message"]["apns"]["headers"]["apns-expiration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (now + 590..=now + 610).contains(&expires),
+        "{expires} vs {now}"
+    );
+}

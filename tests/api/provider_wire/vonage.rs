@@ -94,3 +94,25 @@ async fn vonage_outcomes_follow_the_part_status_inside_a_200() {
     let slow = too_slow(vonage_reply(json!([{"status": "0", "message-id": "X"}])));
     assert_ambiguous(&outcome(&server, &*impatient, &sms, slow).await);
 }
+
+#[tokio::test]
+async fn vonage_carries_what_is_left_of_the_validity_window_as_ttl_in_milliseconds() {
+    let server = MockServer::start().await;
+    let (config, creds) = vonage(&server);
+    let client = client(ProviderKind::Vonage, config, creds);
+    let mut sms = message(Channel::Sms, "+447700900000");
+    sms.validity = Some(std::time::Duration::from_secs(300));
+    let part = json!({"to": "447700900000", "message-id": "0A01", "status": "0",
+        "message-price": "0.03", "network": "23410"});
+    outcome(&server, &*client, &sms, vonage_reply(json!([part]))).await;
+    assert_eq!(form(&only_request(&server).await)["ttl"], "300000");
+    sms.validity = Some(std::time::Duration::from_secs(3));
+    let part = json!({"to": "447700900000", "message-id": "0A02", "status": "0",
+        "message-price": "0.03", "network": "23410"});
+    outcome(&server, &*client, &sms, vonage_reply(json!([part]))).await;
+    assert_eq!(
+        form(&only_request(&server).await)["ttl"],
+        "20000",
+        "Vonage's shortest ttl"
+    );
+}
