@@ -291,13 +291,13 @@ ensure_tansu() {
   fi
   local found
   found=$(command -v tansu 2>/dev/null || true)
-  if [ -z "$found" ] && [ -x "$HOME/.cargo/bin/tansu" ]; then
-    found=$HOME/.cargo/bin/tansu
+  if [ -z "$found" ] && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+    found=${CARGO_HOME:-$HOME/.cargo}/bin/tansu
   fi
   if [ -z "$found" ]; then
     step "installing tansu $TANSU_VERSION (cargo install; about 11 minutes)"
     cargo install tansu --version "$TANSU_VERSION" --features dynostore --locked
-    found=$HOME/.cargo/bin/tansu
+    found=${CARGO_HOME:-$HOME/.cargo}/bin/tansu
     [ -x "$found" ] || die "tansu is not available after installing it"
   fi
   TANSU_BIN=$found

@@ -112,8 +112,8 @@ enum Settled {
 /// Handles one record from the bus: `event` as decoded (or why it is not a CloudEvent), `raw`
 /// as it arrived, `location` where (for the poison record of a record without an id), and
 /// `attempt`, counted from 1. A record that is not a CloudEvent, and one that fails its
-/// `max_attempts`th attempt (or any later one), is recorded as poison and done; a failure before that, or a
-/// poison record the database does not take, is retried.
+/// `max_attempts`th attempt (or any later one), is recorded as poison and done; a failure
+/// before that, or a poison record the database does not take, is retried.
 async fn settle(
     deps: &ConsumerDeps,
     topic: Topic,
