@@ -139,6 +139,7 @@ impl Application {
                     metrics: metrics.clone(),
                     wakeup: wakeup.clone(),
                     max_attempts: settings.consumer_max_attempts,
+                    lifecycle: jobs.lifecycle.clone(),
                 },
             )?;
         }

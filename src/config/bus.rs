@@ -85,6 +85,9 @@ pub struct KafkaSettings {
     /// `KAFKA_DELIVERY_TIMEOUT_MS` (default 10 s): how long the producer tries to hand an
     /// event to the brokers before the outbox keeps it for a later drain.
     pub delivery_timeout: Duration,
+    /// `KAFKA_COMMIT_INTERVAL_MS` (default 1 s): how often the consumer commits the offsets of
+    /// the records it is done with (and once more when the process stops).
+    pub commit_interval: Duration,
 }
 
 /// Reads `EVENT_BUS` and, when it is Kafka, the `KAFKA_*` settings.
@@ -197,6 +200,7 @@ pub(super) fn read(
         }
     }
     let delivery_timeout: u64 = parse(get, "KAFKA_DELIVERY_TIMEOUT_MS", 10_000)?;
+    let commit_interval: u64 = parse(get, "KAFKA_COMMIT_INTERVAL_MS", 1_000)?;
     Ok((
         kind,
         Some(KafkaSettings {
@@ -211,6 +215,7 @@ pub(super) fn read(
             topic_partitions,
             topic_replication,
             delivery_timeout: Duration::from_millis(delivery_timeout.max(1000)),
+            commit_interval: Duration::from_millis(commit_interval.max(100)),
         }),
     ))
 }

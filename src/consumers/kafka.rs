@@ -1,9 +1,10 @@
 //! The consumed topics on Kafka: one consumer in `KAFKA_CONSUMER_GROUP` (every replica joins
 //! it, so each partition is read by one of them), subscribed to both topics. A record's offset
 //! is stored only once its work is committed (or it was recorded as poison), and the stored
-//! offsets are committed every second: a process that dies re-reads at most what it handled
-//! since the last commit, and the event ids recorded in `consumed_events` make those
-//! redeliveries no-ops. A failing record is tried again in place, with a growing pause, up to
+//! offsets are committed every second and once more when the process stops (the stopping
+//! process waits for that commit): a process that dies re-reads at most what it handled since
+//! the last commit, and the event ids recorded in `consumed_events` make those redeliveries
+//! no-ops. A failing record is tried again in place, with a growing pause, up to
 //! `CONSUMER_MAX_ATTEMPTS` times, then recorded as poison and skipped; the records behind it on its
 //! partition wait meanwhile, which keeps each tenant's requests in order.
 //!
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Headers;
 use serde_json::Value;
 
@@ -35,7 +37,10 @@ pub fn start(settings: &KafkaSettings, deps: ConsumerDeps) -> anyhow::Result<()>
     let consumer: StreamConsumer = client_config(settings)
         .set("group.id", &settings.consumer_group)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set(
+            "auto.commit.interval.ms",
+            settings.commit_interval.as_millis().to_string(),
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
@@ -54,10 +59,36 @@ pub fn start(settings: &KafkaSettings, deps: ConsumerDeps) -> anyhow::Result<()>
     Ok(())
 }
 
+/// How often a consumer waiting for a record checks whether the process is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
 async fn consume(consumer: StreamConsumer, prefix: String, deps: Arc<ConsumerDeps>) {
+    // The consumer counts as work in flight until it committed its offsets, so a stopping
+    // process waits for that commit before it exits.
+    let Some(working) = deps.lifecycle.enter() else {
+        return;
+    };
+    read(&consumer, &prefix, &deps).await;
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!("stopping: the Kafka consumer committed its offsets"),
+        Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "stopping: the Kafka consumer could not commit its offsets")
+        }
+    }
+    drop(consumer);
+    drop(working);
+}
+
+/// Reads and settles records until the process stops.
+async fn read(consumer: &StreamConsumer, prefix: &str, deps: &ConsumerDeps) {
     let mut failing = false;
-    loop {
-        let message = match consumer.recv().await {
+    while !deps.lifecycle.is_stopping() {
+        let received = tokio::select! {
+            received = consumer.recv() => received,
+            () = tokio::time::sleep(STOP_CHECK) => continue,
+        };
+        let message = match received {
             Ok(message) => message,
             Err(e) => {
                 // The brokers gone, a topic not created yet: librdkafka reconnects by itself.
@@ -70,10 +101,7 @@ async fn consume(consumer: StreamConsumer, prefix: String, deps: Arc<ConsumerDep
             }
         };
         failing = false;
-        let topic = message
-            .topic()
-            .strip_prefix(prefix.as_str())
-            .and_then(Topic::named);
+        let topic = message.topic().strip_prefix(prefix).and_then(Topic::named);
         if let Some(topic) = topic {
             let raw = message.payload().unwrap_or_default();
             let headers: Vec<(&str, &[u8])> = message
@@ -93,7 +121,7 @@ async fn consume(consumer: StreamConsumer, prefix: String, deps: Arc<ConsumerDep
             );
             let mut attempt = 1;
             while settle(
-                &deps,
+                deps,
                 topic,
                 event.clone(),
                 raw,
@@ -103,6 +131,10 @@ async fn consume(consumer: StreamConsumer, prefix: String, deps: Arc<ConsumerDep
             .await
                 == Settled::Retry
             {
+                if deps.lifecycle.is_stopping() {
+                    // Not done: its offset is not stored, so it is read again after the stop.
+                    return;
+                }
                 tokio::time::sleep(pause(attempt)).await;
                 attempt = attempt.saturating_add(1);
             }

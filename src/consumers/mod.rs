@@ -35,6 +35,9 @@ pub struct ConsumerDeps {
     pub wakeup: Arc<Wakeup>,
     /// Attempts at one event before it is recorded as poison and skipped.
     pub max_attempts: u32,
+    /// The process's stop: a consumer takes no record once it stops (and the Kafka consumer
+    /// commits its offsets then).
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 /// What handling one consumed event came to.

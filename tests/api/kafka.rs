@@ -392,3 +392,70 @@ async fn an_event_failing_every_attempt_is_recorded_as_poison_and_its_partition_
         "the failing event made no message"
     );
 }
+
+#[actix_web::test]
+async fn on_sigterm_the_kafka_consumer_commits_what_it_handled_before_the_process_exits() {
+    let mut prefix = String::new();
+    let mut group = String::new();
+    let app = spawn_app_with(|env| {
+        prefix = with_kafka(env);
+        group = env["KAFKA_CONSUMER_GROUP"].clone();
+        env.insert("CONSUMERS_ENABLED".into(), "false".into());
+    })
+    .await;
+    let topic = format!("{prefix}{NOTIFY}");
+    let tenant = DEV_TENANT.to_string();
+    let ce = [("content-type", "application/cloudevents+json")];
+    for i in 0..3 {
+        let data = json!({"tenantId": tenant, "channel": "SMS", "recipient": "+14155552671",
+                          "body": format!("Row {i}")});
+        let event = serde_json::to_vec(&request(&format!("evt-kafka-term-{i}"), data)).unwrap();
+        produce(&topic, &tenant, &ce, &event).await;
+    }
+    let mut binary = Killed(crate::helpers::serve_binary(
+        &app,
+        &[
+            ("EVENT_BUS", "kafka".to_owned()),
+            ("KAFKA_BROKERS", brokers()),
+            ("KAFKA_TOPIC_PREFIX", prefix.clone()),
+            ("KAFKA_CONSUMER_GROUP", group.clone()),
+            ("CONSUMERS_ENABLED", "true".to_owned()),
+            // No periodic commit within the test: only the one at the stop can commit.
+            ("KAFKA_COMMIT_INTERVAL_MS", "600000".to_owned()),
+        ],
+    ));
+    let handled =
+        "SELECT count(*) AS n FROM messages WHERE source_event_id LIKE 'evt-kafka-term-%'";
+    let mut n = 0;
+    for _ in 0..300 {
+        n = count(&app, handled).await;
+        if n == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(n, 3, "the binary consumed the three requests");
+    assert_eq!(committed(&topic, &group).await, 0, "nothing committed yet");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &binary.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let mut exit = None;
+    for _ in 0..300 {
+        if let Some(status) = binary.0.try_wait().unwrap() {
+            exit = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exited cleanly: {exit:?}"
+    );
+    assert_eq!(
+        committed(&topic, &group).await,
+        3,
+        "the offsets of the handled records were committed before the exit"
+    );
+}
