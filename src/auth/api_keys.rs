@@ -66,7 +66,11 @@ pub async fn authenticate(pool: &DbPool, token: &str) -> Result<Option<KeyIdenti
     let Some((key, tenant_tier)) = api_keys::find_usable(&mut conn, &hash(token)).await? else {
         return Ok(None);
     };
-    if let Err(e) = api_keys::touch(&mut conn, key.id).await {
+    // A write only when the recorded use is older than a minute, not on every request.
+    let stale = Utc::now() - chrono::Duration::minutes(1);
+    if key.last_used_at.is_none_or(|at| at < stale)
+        && let Err(e) = api_keys::touch(&mut conn, key.id).await
+    {
         tracing::warn!(error = %e, "cannot record an API key's use");
     }
     Ok(Some(identity(key, tenant_tier)))
