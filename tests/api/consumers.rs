@@ -189,14 +189,7 @@ async fn on_jetstream_a_malformed_or_always_failing_event_is_recorded_as_poison_
     publish(&prefix, "good", &request("evt-js-after-poison", data)).await;
 
     let poison = "SELECT count(*) AS n FROM consumed_events WHERE outcome = 'poison'";
-    let mut n = 0;
-    for _ in 0..150 {
-        n = count(&app, poison).await;
-        if n == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let n = wait_for(&app, poison, 2).await;
     assert_eq!(n, 2, "both recorded as poison");
     assert_eq!(
         count(

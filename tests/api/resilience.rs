@@ -25,7 +25,8 @@ fn spawn_binary(app: &TestApp, stream: &str, prefix: &str) -> Child {
     )
 }
 
-async fn wait_until(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, tries: usize) -> i64 {
+/// Counts `sql` every 100 ms until `done` holds or `tries` counts were made; the last count.
+pub async fn wait_until(app: &TestApp, sql: &str, done: impl Fn(i64) -> bool, tries: usize) -> i64 {
     let mut n = 0;
     for _ in 0..tries {
         n = count(app, sql).await;
