@@ -24,6 +24,7 @@ use crate::http::envelope::{self, JSON_LIMIT_BYTES};
 use crate::http::span::RequestSpan;
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
+use crate::messages::chain::{ChainHandler, Chains};
 use crate::metrics::Metrics;
 use crate::outbox::{EventBus, EventHandler, Outbox, OutboxPolicy, Wakeup};
 use crate::providers::registry::ProviderRegistry;
@@ -84,11 +85,13 @@ impl Application {
             .with_metrics(metrics.clone())
             .with_wakeup(wakeup.clone()),
         );
+        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit_overrides));
+        let chains = Chains::new(pool.clone(), rate_limits.clone(), wakeup.clone());
         let outbox = Arc::new(
             Outbox::new(
                 pool.clone(),
                 bus,
-                in_process_handlers(&delivery, &pool),
+                in_process_handlers(&delivery, &chains, &pool),
                 OutboxPolicy::from_settings(&settings),
             )
             .with_metrics(metrics.clone())
@@ -120,6 +123,7 @@ impl Application {
             settings: settings.clone(),
             delivery,
             webhooks,
+            chains,
             registry,
             metrics: metrics.clone(),
             lifecycle,
@@ -129,7 +133,6 @@ impl Application {
             let scheduler = SchedulerActor::new(jobs.clone(), crate::jobs::schedule(&settings));
             actix::Supervisor::start(move |_| scheduler);
         }
-        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit_overrides));
         if settings.consumers_enabled {
             crate::consumers::start(
                 outbox.bus(),
@@ -270,9 +273,14 @@ fn nats_auth(settings: &Settings) -> anyhow::Result<crate::outbox::bus::NatsAuth
 
 /// Every in-process handler of outbox events: delivery of accepted messages, and the fan-out
 /// of lifecycle events to tenant webhooks.
-fn in_process_handlers(delivery: &Arc<Delivery>, pool: &DbPool) -> Vec<Arc<dyn EventHandler>> {
+fn in_process_handlers(
+    delivery: &Arc<Delivery>,
+    chains: &Arc<Chains>,
+    pool: &DbPool,
+) -> Vec<Arc<dyn EventHandler>> {
     vec![
         Arc::new(DeliveryHandler::new(delivery.clone())),
+        ChainHandler::new(chains.clone()),
         WebhookFanOut::new(pool.clone()),
     ]
 }

@@ -1,7 +1,7 @@
 //! `eventzr.notify.transactional.requested.v1`: notify-svc asks for a send. The event's `data`
 //! is in the platform's camelCase (`tenantId`, `notificationId`, `channel`, `recipient`,
 //! `templateId` or `templateName` or `body`, `variables`, `locale`, `subject`, `priority`,
-//! `metadata`) or in the API's snake_case, and it is accepted exactly as the API accepts a
+//! `metadata`, `fallback`) or in the API's snake_case, and it is accepted exactly as the API accepts a
 //! send: validation, the tenant's plan-tier gate, templates, opt-outs and providers, the
 //! message and its `communication.requested` event in one transaction. The event id becomes
 //! the message's `source_event_id`, so the same event never makes two messages, and
@@ -23,6 +23,7 @@ use crate::db::{DbError, tx};
 use crate::domain::PlanTier;
 use crate::error::ApiError;
 use crate::messages::accept::{self, SendRequest, ValidSend};
+use crate::messages::request::FallbackStep;
 use crate::outbox::CloudEvent;
 
 /// Longest accepted `notificationId`.
@@ -60,6 +61,7 @@ struct NotifyRequest {
     scheduled_at: Option<DateTime<Utc>>,
     #[serde(rename = "ttlSecs", alias = "ttl_secs")]
     ttl_secs: Option<i64>,
+    fallback: Option<Vec<FallbackStep>>,
 }
 
 /// The request as a validated send with its notification id.
@@ -94,6 +96,7 @@ fn parse(data: &Value, now: DateTime<Utc>) -> Result<(ValidSend, Option<String>)
             metadata: req.metadata,
             priority: req.priority,
             ttl_secs: req.ttl_secs,
+            fallback: req.fallback,
         },
         now,
     )?;
@@ -147,9 +150,18 @@ pub async fn handle(deps: &ConsumerDeps, event: &CloudEvent) -> anyhow::Result<C
             Err(e) => return reject(conn, event, Some(tenant), refused(&e)).await,
         };
         let tier = plan_tier(conn, tenant).await?;
-        if let Err(e) = deps.rate_limits.allows(tier, send.channel()) {
+        let channels = std::iter::once(send.channel()).chain(send.fallback_channels());
+        if let Some(e) = channels
+            .enumerate()
+            .find_map(|(i, channel)| deps.rate_limits.allows(tier, channel).err().map(|e| (i, e)))
+            .map(|(i, e)| match i {
+                0 => e,
+                i => crate::messages::fallback::in_step(i - 1, e),
+            })
+        {
             return reject(conn, event, Some(tenant), refused(&e)).await;
         }
+        let send = send.with_plan_tier(tier);
         if !record(conn, event, Some(tenant), "accepted", None).await? {
             return Ok(Consumed::Duplicate);
         }

@@ -50,6 +50,9 @@ pub struct Message {
     /// The end of its validity window (`ttl_secs`): not handed to a provider by then, it fails
     /// with EXPIRED.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The chain it is a step of (the id of the chain's first message), when it has fallback
+    /// steps or is one.
+    pub chain_id: Option<Uuid>,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -61,7 +64,7 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.provider_message_id, m.attempts, m.cost_usd_micros, m.error_code, m.error_message, \
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
     m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to, \
-    m.priority, m.expires_at";
+    m.priority, m.expires_at, m.chain_id";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -87,6 +90,7 @@ pub struct NewMessage {
     pub reply_to: Option<String>,
     pub priority: Priority,
     pub expires_at: Option<DateTime<Utc>>,
+    pub chain_id: Option<Uuid>,
 }
 
 impl NewMessage {
@@ -126,6 +130,7 @@ impl NewMessage {
             reply_to: self.reply_to.clone(),
             priority: self.priority,
             expires_at: self.expires_at,
+            chain_id: self.chain_id,
         }
     }
 }
@@ -230,9 +235,9 @@ const CHECKED_MESSAGE_SQL: &str = "\
       INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
         template_id, template_version, pinned_provider_id, metadata, source_event_id, \
         scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, priority, \
-        expires_at) \
+        expires_at, chain_id) \
       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-        $19, $25 \
+        $19, $25, $26 \
       WHERE NOT EXISTS (SELECT 1 FROM blocked) AND EXISTS (SELECT 1 FROM usable) \
       RETURNING id, tenant_id), \
     o AS ( \
@@ -278,6 +283,7 @@ pub async fn insert_checked_message(
         .bind::<Jsonb, _>(event.payload)
         .bind::<Int2, _>(event.lane)
         .bind::<Nullable<Timestamptz>, _>(row.expires_at)
+        .bind::<Nullable<SqlUuid>, _>(row.chain_id)
         .cached()
         .get_result(conn)
         .await

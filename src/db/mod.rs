@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod cached;
 pub mod callbacks;
+pub mod chains;
 pub mod idempotency_keys;
 pub mod messages;
 pub mod opt_outs;

@@ -101,6 +101,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    message_chain_steps (chain_id, step) {
+        chain_id -> Uuid,
+        step -> Int2,
+        tenant_id -> Uuid,
+        channel -> Text,
+        state -> Text,
+        message_id -> Nullable<Uuid>,
+        spec -> Nullable<Jsonb>,
+        after_secs -> Nullable<Int4>,
+        plan_tier -> Text,
+        due_at -> Nullable<Timestamptz>,
+        reason -> Nullable<Text>,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -138,6 +158,7 @@ diesel::table! {
         reply_to -> Nullable<Text>,
         priority -> Text,
         expires_at -> Nullable<Timestamptz>,
+        chain_id -> Nullable<Uuid>,
     }
 }
 
@@ -389,6 +410,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_runs,
     login_throttles,
     message_attempts,
+    message_chain_steps,
     messages,
     opt_outs,
     outbox_events,

@@ -219,6 +219,7 @@ mod tests {
             reply_to: None,
             priority: crate::domain::Priority::Normal,
             expires_at: None,
+            chain_id: None,
         }
     }
 

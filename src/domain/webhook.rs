@@ -9,7 +9,7 @@ use rand::RngCore;
 use url::{Host, Url};
 
 /// Topics a webhook can subscribe to (SPEC section 7).
-pub const WEBHOOK_TOPICS: [&str; 8] = [
+pub const WEBHOOK_TOPICS: [&str; 9] = [
     "eventzr.cpaas.communication.requested.v1",
     "eventzr.cpaas.communication.sent.v1",
     "eventzr.cpaas.communication.delivered.v1",
@@ -17,6 +17,7 @@ pub const WEBHOOK_TOPICS: [&str; 8] = [
     "eventzr.cpaas.provider.failover.v1",
     "eventzr.cpaas.sms.inbound.v1",
     "eventzr.cpaas.communication.cancelled.v1",
+    "eventzr.cpaas.communication.fallback.v1",
     "eventzr.cpaas.webhook.disabled.v1",
 ];
 

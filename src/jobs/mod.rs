@@ -1,6 +1,7 @@
 //! Periodic jobs. Each is one plain async function, shared by the scheduler and
 //! `POST /cpaas/v1/jobs/{name}`.
 
+pub mod advance_chains;
 pub mod cleanup;
 pub mod dispatch_scheduled;
 pub mod provider_health;
@@ -39,6 +40,8 @@ pub enum JobError {
     Delivery(#[from] crate::delivery::DeliveryError),
     #[error(transparent)]
     Callback(#[from] crate::callbacks::CallbackError),
+    #[error("fallback chains: {0:#}")]
+    Chain(anyhow::Error),
 }
 
 impl From<diesel::result::Error> for JobError {
@@ -107,6 +110,7 @@ const SANDBOX_REPORTS_PER_RUN: i64 = 500;
 pub const JOB_NAMES: &[&str] = &[
     "dispatch-scheduled",
     "retry-due",
+    "advance-chains",
     "reconcile-stale",
     "deliver-webhooks",
     "provider-health",
@@ -122,6 +126,7 @@ pub fn schedule(settings: &Settings) -> Vec<(&'static str, std::time::Duration)>
     vec![
         ("dispatch-scheduled", tick),
         ("retry-due", tick),
+        ("advance-chains", tick),
         ("reconcile-stale", Duration::from_secs(60)),
         ("deliver-webhooks", tick),
         ("provider-health", Duration::from_secs(30)),
@@ -138,6 +143,7 @@ pub struct Jobs {
     pub settings: Arc<Settings>,
     pub delivery: Arc<Delivery>,
     pub webhooks: Arc<WebhookSender>,
+    pub chains: Arc<crate::messages::chain::Chains>,
     pub registry: Arc<ProviderRegistry>,
     pub metrics: Arc<Metrics>,
     /// Once stopping, no job starts; running ones finish their batch.
@@ -186,6 +192,7 @@ impl Jobs {
         Some(match name {
             "cleanup" => cleanup::run(pool, &self.settings).await,
             "retry-due" => retry_due::run(pool, &self.delivery, self.limits()).await,
+            "advance-chains" => advance_chains::run(&self.chains, self.limits().batch_size).await,
             "dispatch-scheduled" => {
                 dispatch_scheduled::run(pool, &self.delivery, self.limits()).await
             }

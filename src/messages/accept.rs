@@ -13,6 +13,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::valid::{Content, TemplateKey, check_body};
+use crate::db::chains::{self, NewChainStep, StepSpec};
 use crate::db::messages::{self as db, Message, NewMessage};
 use crate::domain::MessageStatus;
 use crate::domain::{Channel, ProviderId};
@@ -48,10 +49,10 @@ pub async fn accept(
         .into_iter()
         .collect();
     let (opted, providers) = lookups(conn, tenant_id, recipients, channels).await?;
-    let mut template_cache: HashMap<(TemplateKey, Channel), Option<crate::templates::Template>> =
-        HashMap::new();
+    let mut template_cache = TemplateCache::new();
 
     let mut prepared: Vec<Result<NewMessage, ApiError>> = Vec::with_capacity(sends.len());
+    let mut chain_steps: Vec<NewChainStep> = Vec::new();
     for send in sends {
         let send = match send {
             Ok(s) => s,
@@ -69,7 +70,10 @@ pub async fn accept(
             &mut template_cache,
         )
         .await?;
-        prepared.push(outcome);
+        prepared.push(outcome.map(|(row, steps)| {
+            chain_steps.extend(steps);
+            row
+        }));
     }
 
     let rows: Vec<NewMessage> = prepared
@@ -77,6 +81,7 @@ pub async fn accept(
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
     let inserted = db::insert_messages(conn, &rows).await?;
+    chains::insert_steps(conn, &chain_steps).await?;
     let events: Vec<OutboxEvent> = inserted.iter().map(super::events::requested).collect();
     outbox::enqueue(conn, &events).await?;
 
@@ -96,24 +101,38 @@ pub async fn accept(
 /// read first; then one statement checks the recipient's opt-outs and the tenant's providers
 /// and, if they allow it, inserts the message and its `communication.requested` event. That
 /// statement is atomic on its own, so the caller needs no transaction (inside one it works the
-/// same).
+/// same). A send with fallback steps writes them too, so it needs the caller's transaction.
 pub async fn accept_one(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     send: ValidSend,
 ) -> Result<Result<Message, ApiError>, ApiError> {
+    if !send.fallback.is_empty() {
+        return accept(conn, tenant_id, vec![Ok(send)])
+            .await?
+            .pop()
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no result for the one send")));
+    }
     // The database keeps microseconds: the answer and the event show what it stores.
     let now = Utc::now().trunc_subsecs(6);
-    let (channel, pinned) = (send.channel, send.pinned);
-    let row = match prepare(conn, tenant_id, send, now, None, &mut HashMap::new()).await? {
-        Ok(row) => row,
+    let row = match prepare(conn, tenant_id, send, now, None, &mut TemplateCache::new()).await? {
+        Ok((row, _)) => row,
         Err(refused) => return Ok(Err(refused)),
     };
+    insert_checked(conn, &row).await
+}
+
+/// Inserts a prepared message with its `communication.requested` event in one statement, if
+/// the recipient's opt-outs and the tenant's providers allow it (see [`accept_one`]).
+pub(super) async fn insert_checked(
+    conn: &mut AsyncPgConnection,
+    row: &NewMessage,
+) -> Result<Result<Message, ApiError>, ApiError> {
     let message = row.as_inserted();
     let event = super::events::requested(&message);
     let checked = db::insert_checked_message(
         conn,
-        &row,
+        row,
         db::EventRow {
             id: event.event.uuid(),
             aggregate_type: event.aggregate_type,
@@ -125,8 +144,8 @@ pub async fn accept_one(
     .await?;
     if let Some(refused) = refusal(
         &row.recipient,
-        channel,
-        pinned,
+        row.channel,
+        row.pinned_provider_id,
         checked.opted_out,
         checked.usable,
     ) {
@@ -193,89 +212,129 @@ type Known<'a> = (
     &'a HashMap<Channel, Vec<Uuid>>,
 );
 
+/// A send's content, rendered.
+struct Rendered {
+    subject: Option<String>,
+    body: String,
+    html_body: Option<String>,
+    template_id: Option<Uuid>,
+    template_version: Option<i32>,
+}
+
+type TemplateCache = HashMap<(TemplateKey, Channel), Option<crate::templates::Template>>;
+
+/// Renders a send's content for `channel`: its text as given, or its template (found, for
+/// the channel, approved) with its variables. `Ok(Err(_))` is this send's refusal.
+async fn render(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    channel: Channel,
+    content: Content,
+    template_cache: &mut TemplateCache,
+) -> Result<Result<Rendered, ApiError>, ApiError> {
+    let (by, variables, subject) = match content {
+        Content::Text {
+            subject,
+            body,
+            html_body,
+        } => {
+            return Ok(Ok(Rendered {
+                subject,
+                body,
+                html_body,
+                template_id: None,
+                template_version: None,
+            }));
+        }
+        Content::Template {
+            by,
+            variables,
+            subject,
+        } => (by, variables, subject),
+    };
+    let key = (by.clone(), channel);
+    if !template_cache.contains_key(&key) {
+        let found = match &by {
+            TemplateKey::Id(id) => {
+                templates::find_template(conn, tenant_id, TemplateRef::Id(*id)).await?
+            }
+            TemplateKey::Name { name, locale } => {
+                templates::find_template(
+                    conn,
+                    tenant_id,
+                    TemplateRef::Name {
+                        name,
+                        channel,
+                        locale,
+                    },
+                )
+                .await?
+            }
+        };
+        template_cache.insert(key.clone(), found);
+    }
+    let Some(template) = template_cache.get(&key).and_then(Option::as_ref) else {
+        return Ok(Err(ApiError::new(
+            ErrorCode::TemplateNotFound,
+            "template not found",
+        )));
+    };
+    if template.channel != channel.as_str() {
+        return Ok(Err(ApiError::invalid_field(
+            "template_id",
+            format!("the template is for {}, not {channel}", template.channel),
+        )));
+    }
+    if !template.is_approved() {
+        return Ok(Err(ApiError::new(
+            ErrorCode::TemplateNotApproved,
+            format!("the template is {}, not APPROVED", template.status),
+        )));
+    }
+    let rendered = match templates::render(template, &variables) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if let Err(e) = check_body(channel, &rendered.body) {
+        return Ok(Err(e));
+    }
+    let subject = subject.or(rendered.subject);
+    if channel == Channel::Email && subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
+        return Ok(Err(ApiError::invalid_field(
+            "subject",
+            "an e-mail needs a subject",
+        )));
+    }
+    Ok(Ok(Rendered {
+        subject,
+        body: rendered.body,
+        html_body: rendered.html_body,
+        template_id: Some(template.id),
+        template_version: Some(template.version),
+    }))
+}
+
 /// One send's checks; `Ok(Err(_))` is this send's refusal, `Err(_)` aborts the whole call.
 /// Without `known` the opt-out and provider checks are left to the statement that inserts it.
+/// A send with fallback steps comes back with them rendered, to be inserted beside it.
 async fn prepare(
     conn: &mut AsyncPgConnection,
     tenant_id: Uuid,
     send: ValidSend,
     now: DateTime<Utc>,
     known: Option<Known<'_>>,
-    template_cache: &mut HashMap<(TemplateKey, Channel), Option<crate::templates::Template>>,
-) -> Result<Result<NewMessage, ApiError>, ApiError> {
+    template_cache: &mut TemplateCache,
+) -> Result<Result<(NewMessage, Vec<NewChainStep>), ApiError>, ApiError> {
     let channel = send.channel;
-    let (subject, body, html_body, template_id, template_version) = match send.content {
-        Content::Text {
-            subject,
-            body,
-            html_body,
-        } => (subject, body, html_body, None, None),
-        Content::Template {
-            by,
-            variables,
-            subject,
-        } => {
-            let key = (by.clone(), channel);
-            if !template_cache.contains_key(&key) {
-                let found = match &by {
-                    TemplateKey::Id(id) => {
-                        templates::find_template(conn, tenant_id, TemplateRef::Id(*id)).await?
-                    }
-                    TemplateKey::Name { name, locale } => {
-                        templates::find_template(
-                            conn,
-                            tenant_id,
-                            TemplateRef::Name {
-                                name,
-                                channel,
-                                locale,
-                            },
-                        )
-                        .await?
-                    }
-                };
-                template_cache.insert(key.clone(), found);
-            }
-            let Some(template) = template_cache.get(&key).and_then(Option::as_ref) else {
-                return Ok(Err(ApiError::new(
-                    ErrorCode::TemplateNotFound,
-                    "template not found",
-                )));
-            };
-            if template.channel != channel.as_str() {
-                return Ok(Err(ApiError::invalid_field(
-                    "template_id",
-                    format!("the template is for {}, not {channel}", template.channel),
-                )));
-            }
-            if !template.is_approved() {
-                return Ok(Err(ApiError::new(
-                    ErrorCode::TemplateNotApproved,
-                    format!("the template is {}, not APPROVED", template.status),
-                )));
-            }
-            let rendered = match templates::render(template, &variables) {
-                Ok(r) => r,
-                Err(e) => return Ok(Err(e.into())),
-            };
-            if let Err(e) = check_body(channel, &rendered.body) {
-                return Ok(Err(e));
-            }
-            let subject = subject.or(rendered.subject);
-            if channel == Channel::Email && subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                return Ok(Err(ApiError::invalid_field(
-                    "subject",
-                    "an e-mail needs a subject",
-                )));
-            }
-            (
-                subject,
-                rendered.body,
-                rendered.html_body,
-                Some(template.id),
-                Some(template.version),
-            )
-        }
+    let Rendered {
+        subject,
+        body,
+        html_body,
+        template_id,
+        template_version,
+    } = match render(conn, tenant_id, channel, send.content, template_cache).await? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
     };
     let recipient = send.recipient.normalized().to_owned();
     if let Some((opted, providers)) = known {
@@ -295,26 +354,93 @@ async fn prepare(
     } else {
         MessageStatus::Queued
     };
-    Ok(Ok(NewMessage {
-        id: Uuid::now_v7(),
-        tenant_id,
-        channel,
-        recipient,
-        status,
-        subject,
-        body,
-        template_id,
-        template_version,
-        pinned_provider_id: send.pinned,
-        metadata: Value::Object(send.metadata),
-        source_event_id: send.source_event_id,
-        notification_id: send.notification_id,
-        html_body,
-        reply_to: send.reply_to,
-        priority: send.priority.unwrap_or_default(),
-        expires_at: send.ttl.map(|ttl| send.scheduled_at.unwrap_or(now) + ttl),
-        scheduled_at: send.scheduled_at,
-        created_at: now,
-        updated_at: now,
-    }))
+    let id = Uuid::now_v7();
+    let mut steps = Vec::with_capacity(send.fallback.len() + 1);
+    for (i, step) in send.fallback.into_iter().enumerate() {
+        let step_channel = step.send.channel;
+        let rendered = match render(
+            conn,
+            tenant_id,
+            step_channel,
+            step.send.content,
+            template_cache,
+        )
+        .await?
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(super::fallback::in_step(i, e))),
+        };
+        let spec = StepSpec {
+            recipient: step.send.recipient.normalized().to_owned(),
+            subject: rendered.subject,
+            body: rendered.body,
+            html_body: rendered.html_body,
+            reply_to: step.send.reply_to,
+            template_id: rendered.template_id,
+            template_version: rendered.template_version,
+        };
+        steps.push(NewChainStep {
+            chain_id: id,
+            step: i as i16 + 1,
+            tenant_id,
+            channel: step_channel.as_str().to_owned(),
+            state: chains::PENDING,
+            message_id: None,
+            spec: Some(serde_json::to_value(spec).map_err(ApiError::internal)?),
+            after_secs: step.after_secs,
+            plan_tier: send.plan_tier.as_str().to_owned(),
+            // The first step waits on the message itself, from when it is due.
+            due_at: (i == 0)
+                .then(|| {
+                    step.after_secs.map(|secs| {
+                        send.scheduled_at.unwrap_or(now) + chrono::Duration::seconds(secs.into())
+                    })
+                })
+                .flatten(),
+        });
+    }
+    if !steps.is_empty() {
+        steps.insert(
+            0,
+            NewChainStep {
+                chain_id: id,
+                step: 0,
+                tenant_id,
+                channel: channel.as_str().to_owned(),
+                state: chains::STARTED,
+                message_id: Some(id),
+                spec: None,
+                after_secs: None,
+                plan_tier: send.plan_tier.as_str().to_owned(),
+                due_at: None,
+            },
+        );
+    }
+    let chain_id = (!steps.is_empty()).then_some(id);
+    Ok(Ok((
+        NewMessage {
+            id,
+            tenant_id,
+            channel,
+            recipient,
+            status,
+            subject,
+            body,
+            template_id,
+            template_version,
+            pinned_provider_id: send.pinned,
+            metadata: Value::Object(send.metadata),
+            source_event_id: send.source_event_id,
+            notification_id: send.notification_id,
+            html_body,
+            reply_to: send.reply_to,
+            priority: send.priority.unwrap_or_default(),
+            expires_at: send.ttl.map(|ttl| send.scheduled_at.unwrap_or(now) + ttl),
+            scheduled_at: send.scheduled_at,
+            created_at: now,
+            updated_at: now,
+            chain_id,
+        },
+        steps,
+    )))
 }

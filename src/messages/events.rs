@@ -1,5 +1,6 @@
-//! The lifecycle events of a message (requested, sent, delivered, failed, provider failover),
-//! with the platform's keys. Acceptance, delivery and callbacks all build them here.
+//! The lifecycle events of a message (requested, sent, delivered, failed, cancelled, provider
+//! failover, fallback), with the platform's keys. Acceptance, delivery, callbacks and chains
+//! all build them here.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -15,9 +16,13 @@ fn cost(message: &Message) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Every lifecycle event of a message carries its `metadata` (when it has any) and
-/// notify-svc's `notificationId` (when it was sent for one).
+/// Every lifecycle event of a message carries its `metadata` (when it has any), notify-svc's
+/// `notificationId` (when it was sent for one) and its fallback chain's `chainId` (the id of
+/// the chain's first message, when it is in one).
 fn event(message: &Message, topic: &str, mut data: Value) -> OutboxEvent {
+    if let Some(chain) = message.chain_id {
+        data["chainId"] = json!(MessageId::from_uuid(chain).to_string());
+    }
     if let Some(id) = &message.notification_id {
         data["notificationId"] = json!(id);
     }
@@ -92,6 +97,23 @@ pub fn failover(
         "reason": reason,
     });
     event(message, topics::PROVIDER_FAILOVER, data)
+}
+
+/// `communication.fallback`: the chain moved from `from` to its next step, `next`.
+pub fn fallback(from: &Message, next: &Message, step: i16, reason: &str) -> OutboxEvent {
+    let mut data = json!({
+        "tenantId": from.tenant_id,
+        "messageId": MessageId::from_uuid(from.id).to_string(),
+        "nextMessageId": MessageId::from_uuid(next.id).to_string(),
+        "fromChannel": from.channel,
+        "toChannel": next.channel,
+        "reason": reason,
+        "step": step,
+    });
+    if let Some(code) = &from.error_code {
+        data["errorCode"] = json!(code);
+    }
+    event(from, topics::COMMUNICATION_FALLBACK, data)
 }
 
 /// The `communication.requested` event of a newly accepted message.

@@ -2,6 +2,8 @@
 //! events of a message.
 
 pub mod accept;
+pub mod chain;
 pub mod events;
+pub mod fallback;
 pub mod request;
 pub mod valid;

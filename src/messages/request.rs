@@ -53,4 +53,41 @@ pub struct SendRequest {
     /// `ValidityPeriod`, Vonage `ttl`, FCM's Android `ttl` and APNs expiration).
     #[schema(example = 300)]
     pub ttl_secs: Option<i64>,
+    /// Up to 3 further steps, tried in turn when the one before ends FAILED or UNDELIVERED,
+    /// or has not reached DELIVERED within the next step's `after_secs`. DELIVERED (or READ)
+    /// ends the chain.
+    pub fallback: Option<Vec<FallbackStep>>,
+}
+
+/// One fallback step of a send. `recipient` defaults to the send's when the channels share an
+/// address kind (SMS, WHATSAPP and VOICE take phone numbers); the content defaults to the
+/// send's `message_body`, or to its `template_name` (with its `locale` and variables) on this
+/// step's channel.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackStep {
+    #[schema(example = "SMS")]
+    pub channel: String,
+    pub recipient: Option<String>,
+    #[serde(alias = "body", alias = "messageBody")]
+    pub message_body: Option<String>,
+    /// EMAIL only.
+    pub subject: Option<String>,
+    /// EMAIL only.
+    #[serde(alias = "htmlBody")]
+    pub html_body: Option<String>,
+    #[serde(alias = "templateId")]
+    pub template_id: Option<String>,
+    #[serde(alias = "templateName")]
+    pub template_name: Option<String>,
+    pub locale: Option<String>,
+    #[serde(alias = "variables")]
+    #[schema(value_type = Option<Object>)]
+    pub template_variables: Option<Map<String, Value>>,
+    /// Start this step when the step before has not reached DELIVERED this many seconds
+    /// (1 to 604800) after it was started, even though it has not failed. A step before that
+    /// was not yet handed to a provider by then is cancelled.
+    #[serde(alias = "afterSecs")]
+    #[schema(example = 60)]
+    pub after_secs: Option<i64>,
 }

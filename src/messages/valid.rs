@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use crate::domain::ids::TemplateId;
 use crate::domain::recipient::{EmailAddress, Recipient};
-use crate::domain::{Channel, Priority, ProviderId};
+use crate::domain::{Channel, PlanTier, Priority, ProviderId};
 use crate::error::{ApiError, ErrorCode};
 
+use super::fallback::{Defaults, ValidStep, validate_steps};
 use super::request::SendRequest;
 
 /// The longest validity window a send may ask for (7 days).
@@ -58,6 +59,10 @@ pub struct ValidSend {
     pub(super) priority: Option<Priority>,
     /// The validity window, from when the message is due.
     pub(super) ttl: Option<Duration>,
+    /// The steps to fall back on, in order.
+    pub(super) fallback: Vec<ValidStep>,
+    /// The plan tier the later steps are checked against (the caller's).
+    pub(super) plan_tier: PlanTier,
 }
 
 impl ValidSend {
@@ -68,6 +73,17 @@ impl ValidSend {
     /// Whether it goes in the high lane.
     pub fn is_urgent(&self) -> bool {
         self.priority == Some(Priority::High)
+    }
+
+    /// The channels of its fallback steps, in order.
+    pub fn fallback_channels(&self) -> impl Iterator<Item = Channel> + '_ {
+        self.fallback.iter().map(|s| s.send.channel)
+    }
+
+    /// Records the caller's plan tier, which its fallback steps are checked against.
+    pub fn with_plan_tier(mut self, tier: PlanTier) -> Self {
+        self.plan_tier = tier;
+        self
     }
 
     /// Gives the send `priority` unless it asked for one.
@@ -101,7 +117,8 @@ pub(super) fn check_body(channel: Channel, body: &str) -> Result<(), ApiError> {
 }
 
 /// Parses a request into domain types; no database involved.
-pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiError> {
+pub fn validate(mut req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiError> {
+    let fallback = req.fallback.take().map(|steps| (Defaults::of(&req), steps));
     let channel: Channel = req
         .channel
         .parse()
@@ -246,6 +263,10 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
     {
         return Err(ApiError::invalid_field("metadata", "at most 4 KiB of JSON"));
     }
+    let fallback = match fallback {
+        Some((defaults, steps)) => validate_steps(&defaults, steps, now)?,
+        None => Vec::new(),
+    };
     Ok(ValidSend {
         channel,
         recipient,
@@ -258,6 +279,8 @@ pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiEr
         reply_to,
         priority,
         ttl,
+        fallback,
+        plan_tier: PlanTier::Free,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod topics {
     pub const COMMUNICATION_DELIVERED: &str = "eventzr.cpaas.communication.delivered.v1";
     pub const COMMUNICATION_FAILED: &str = "eventzr.cpaas.communication.failed.v1";
     pub const COMMUNICATION_CANCELLED: &str = "eventzr.cpaas.communication.cancelled.v1";
+    pub const COMMUNICATION_FALLBACK: &str = "eventzr.cpaas.communication.fallback.v1";
     pub const PROVIDER_FAILOVER: &str = "eventzr.cpaas.provider.failover.v1";
     pub const SMS_INBOUND: &str = "eventzr.cpaas.sms.inbound.v1";
     pub const WEBHOOK_DISABLED: &str = "eventzr.cpaas.webhook.disabled.v1";
@@ -24,6 +25,7 @@ pub mod topics {
         COMMUNICATION_DELIVERED,
         COMMUNICATION_FAILED,
         COMMUNICATION_CANCELLED,
+        COMMUNICATION_FALLBACK,
         PROVIDER_FAILOVER,
         SMS_INBOUND,
         WEBHOOK_DISABLED,

@@ -13,6 +13,7 @@ mod auth_refresh;
 mod auth_tokens;
 mod bulk;
 mod callbacks;
+mod chains;
 mod channels_end_to_end;
 mod cli;
 mod consumers;

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 pub use read::*;
 pub use send::*;
 
+use crate::db::chains::{self, StepView};
 use crate::db::messages::{Attempt, Message};
 use crate::domain::ids::{AttemptId, MessageId, TemplateId};
 use crate::domain::{Priority, ProviderId};
@@ -87,6 +88,84 @@ pub struct MessageView {
     pub failed_at: Option<DateTime<Utc>>,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// The fallback chain it belongs to: the id of the chain's first message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub chain_id: Option<MessageId>,
+    /// Every step of its fallback chain, in order, when it is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<ChainStepView>>,
+}
+
+/// One step of a fallback chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChainStepView {
+    /// 0 for the chain's first message.
+    pub step: i16,
+    pub channel: String,
+    /// The step's message status once it has one; before: PENDING, or REFUSED (its checks
+    /// refused it when it was due), CANCELLED, SKIPPED (an earlier step was delivered).
+    #[schema(example = "PENDING")]
+    pub status: String,
+    #[schema(value_type = Option<String>)]
+    pub message_id: Option<MessageId>,
+    /// Why it was started (FAILED, UNDELIVERED or TIMEOUT), or why it ended unstarted.
+    pub reason: Option<String>,
+    /// The step's error: its message's, or what refused it.
+    pub error: Option<MessageError>,
+    /// How long the step before may go undelivered before this one starts.
+    pub after_secs: Option<i32>,
+    /// When it starts if the step before is still not delivered.
+    #[serde(serialize_with = "crate::domain::time::serialize_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl From<StepView> for ChainStepView {
+    fn from(s: StepView) -> Self {
+        Self {
+            step: s.step,
+            channel: s.channel,
+            status: s.message_status.unwrap_or(s.state),
+            message_id: s.message_id.map(MessageId::from_uuid),
+            reason: s.reason,
+            error: s.error_code.map(|code| MessageError {
+                code,
+                message: s.error_message,
+            }),
+            after_secs: s.after_secs,
+            due_at: s.due_at,
+        }
+    }
+}
+
+/// Fills in the `chain` of the views that are in one, with one query for them all.
+pub async fn with_chains(
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant_id: uuid::Uuid,
+    views: &mut [MessageView],
+) -> Result<(), diesel::result::Error> {
+    let ids: Vec<uuid::Uuid> = views
+        .iter()
+        .filter_map(|v| v.chain_id.map(|c| c.uuid()))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let steps = chains::step_views(conn, tenant_id, &ids).await?;
+    for view in views.iter_mut() {
+        if let Some(chain) = view.chain_id.map(|c| c.uuid()) {
+            view.chain = Some(
+                steps
+                    .iter()
+                    .filter(|s| s.chain_id == chain)
+                    .cloned()
+                    .map(ChainStepView::from)
+                    .collect(),
+            );
+        }
+    }
+    Ok(())
 }
 
 impl From<Message> for MessageView {
@@ -118,6 +197,8 @@ impl From<Message> for MessageView {
             read_at: m.read_at,
             failed_at: m.failed_at,
             metadata: m.metadata,
+            chain_id: m.chain_id.map(MessageId::from_uuid),
+            chain: None,
         }
     }
 }

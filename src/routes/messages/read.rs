@@ -134,10 +134,9 @@ pub async fn list_messages(
     let rows =
         db::list_messages(&mut conn, user.tenant_id, &filter, page.before, page.limit).await?;
     let (rows, page) = page.finish(rows, |m| m.id);
-    Ok(ApiResponse::list(
-        rows.into_iter().map(MessageView::from).collect(),
-        page,
-    ))
+    let mut views: Vec<MessageView> = rows.into_iter().map(MessageView::from).collect();
+    super::with_chains(&mut conn, user.tenant_id, &mut views).await?;
+    Ok(ApiResponse::list(views, page))
 }
 
 /// One message.
@@ -161,7 +160,9 @@ pub async fn get_message(
     let message = db::get_message(&mut conn, user.tenant_id, id.uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("message"))?;
-    Ok(ApiResponse::ok(message.into()))
+    let mut view = MessageView::from(message);
+    super::with_chains(&mut conn, user.tenant_id, std::slice::from_mut(&mut view)).await?;
+    Ok(ApiResponse::ok(view))
 }
 
 /// The delivery attempts of a message, in order.
@@ -194,7 +195,10 @@ pub async fn list_attempts(
     ))
 }
 
-/// Cancel a message that has not been dispatched (SCHEDULED or QUEUED).
+/// Cancel a message that has not been dispatched (SCHEDULED or QUEUED). On a message of a
+/// fallback chain it also cancels what is left of the chain: its steps not started yet, and
+/// its other messages not yet dispatched; a chain step already sent answers 200 as long as
+/// something of its chain was left to cancel.
 #[utoipa::path(
     tag = "messages",
     security(("bearer" = [])),
@@ -205,7 +209,7 @@ pub async fn list_attempts(
     responses(
         (status = 200, description = "Cancelled", body = crate::routes::messages::MessageEnvelope),
         (status = 404, description = "No such message for this tenant", body = crate::http::envelope::ErrorEnvelope),
-        (status = 409, description = "ERR_CPAAS_INVALID_STATE: already dispatched or finished", body = crate::http::envelope::ErrorEnvelope),
+        (status = 409, description = "ERR_CPAAS_INVALID_STATE: already dispatched or finished (and nothing of its chain left)", body = crate::http::envelope::ErrorEnvelope),
     )
 )]
 #[post("/cpaas/v1/messages/{id}/cancel")]
@@ -225,15 +229,28 @@ pub async fn cancel_message(
                 .await?
                 .ok_or_else(|| ApiError::not_found("message"))?;
             let status = message.status;
-            if !status.can_move_to(MessageStatus::Cancelled) {
+            let rest = match message.chain_id {
+                Some(chain) => {
+                    crate::messages::chain::cancel_rest(conn, tenant, chain, message.id).await?
+                }
+                None => 0,
+            };
+            let message = if status.can_move_to(MessageStatus::Cancelled) {
+                let cancelled = db::mark_cancelled(conn, id.uuid()).await?;
+                crate::outbox::enqueue(conn, &[crate::messages::events::cancelled(&cancelled)])
+                    .await?;
+                cancelled
+            } else if rest > 0 {
+                message
+            } else {
                 return Err(ApiError::new(
                     ErrorCode::InvalidState,
                     format!("a {status} message cannot be cancelled"),
                 ));
-            }
-            let cancelled = db::mark_cancelled(conn, id.uuid()).await?;
-            crate::outbox::enqueue(conn, &[crate::messages::events::cancelled(&cancelled)]).await?;
-            Ok(Answer::ok(MessageView::from(cancelled)))
+            };
+            let mut view = MessageView::from(message);
+            super::with_chains(conn, tenant, std::slice::from_mut(&mut view)).await?;
+            Ok(Answer::ok(view))
         })
         .await
 }

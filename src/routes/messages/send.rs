@@ -112,25 +112,47 @@ pub async fn send_message(
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
     let send = accept::validate(body.into_inner(), chrono::Utc::now())?;
+    let send = with_tier(&state, &user, send)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
     let urgent = send.is_urgent();
     let counts = BTreeMap::from([(send.channel(), 1)]);
-    idempotency
-        .run_admitted_atomic(
-            &state.pool,
-            tenant,
-            &meta,
-            async |conn| admit(&state, &user, conn, counts).await,
-            async |conn, limits| {
-                let message = accept::accept_one(conn, tenant, send).await??;
-                Ok(with_rate_headers(
-                    Answer::accepted(MessageView::from(message)).urgent(urgent),
-                    &limits,
-                ))
-            },
-        )
-        .await
+    let chained = send.fallback_channels().next().is_some();
+    let admit =
+        async |conn: &mut diesel_async::AsyncPgConnection| admit(&state, &user, conn, counts).await;
+    let work = async |conn: &mut diesel_async::AsyncPgConnection, limits: Vec<RateStatus>| {
+        let message = accept::accept_one(conn, tenant, send).await??;
+        let mut view = MessageView::from(message);
+        if chained {
+            super::with_chains(conn, tenant, std::slice::from_mut(&mut view)).await?;
+        }
+        Ok(with_rate_headers(
+            Answer::accepted(view).urgent(urgent),
+            &limits,
+        ))
+    };
+    if chained {
+        // The chain's steps are written beside the message: one transaction.
+        idempotency
+            .run_admitted(&state.pool, tenant, &meta, admit, work)
+            .await
+    } else {
+        idempotency
+            .run_admitted_atomic(&state.pool, tenant, &meta, admit, work)
+            .await
+    }
+}
+
+/// Checks the plan tier against the channels of the send's fallback steps (the send's own
+/// channel is checked with its limit) and records it, for the steps' checks when they start.
+fn with_tier(state: &AppState, user: &AuthUser, send: ValidSend) -> ApiResult<ValidSend> {
+    for (i, channel) in send.fallback_channels().enumerate() {
+        state
+            .rate_limits
+            .allows(user.plan_tier, channel)
+            .map_err(|e| crate::messages::fallback::in_step(i, e))?;
+    }
+    Ok(send.with_plan_tier(user.plan_tier))
 }
 
 /// Send up to 1000 messages. Every item is validated; the valid ones are accepted together
@@ -178,6 +200,7 @@ pub async fn send_bulk(
             serde_json::from_value::<SendRequest>(item)
                 .map_err(|e| ApiError::validation(vec![FieldError::new("body", e.to_string())]))
                 .and_then(|r| accept::validate(r, now))
+                .and_then(|send| with_tier(&state, &user, send))
                 .map(|send| send.with_default_priority(Priority::Bulk))
         })
         .collect();
