@@ -203,6 +203,16 @@ async fn start_step(
     trigger: Trigger,
     admitted: Result<(), (&'static str, String)>,
 ) -> anyhow::Result<StepOutcome> {
+    // Messages are locked before steps, as a cancel does, so the two never deadlock.
+    let Some(before) = store::get_step(conn, chain_id, from)
+        .await?
+        .and_then(|s| s.message_id)
+    else {
+        return Ok(StepOutcome::Settled);
+    };
+    let Some(mut before) = db::lock_message(conn, tenant_id, before).await? else {
+        return Ok(StepOutcome::Settled);
+    };
     let Some(step) = store::lock_step(conn, chain_id, next).await? else {
         return Ok(StepOutcome::Settled);
     };
@@ -213,15 +223,6 @@ async fn start_step(
         store::end_pending(conn, chain_id, store::SKIPPED, "DELIVERED").await?;
         return Ok(StepOutcome::Skipped);
     }
-    let Some(before) = store::get_step(conn, chain_id, from)
-        .await?
-        .and_then(|s| s.message_id)
-    else {
-        return Ok(StepOutcome::Settled);
-    };
-    let Some(mut before) = db::lock_message(conn, tenant_id, before).await? else {
-        return Ok(StepOutcome::Settled);
-    };
     let failed = matches!(
         before.status,
         MessageStatus::Failed | MessageStatus::Undelivered

@@ -449,3 +449,81 @@ async fn a_chain_that_could_never_be_sent_is_refused_naming_the_step_and_writes_
         0
     );
 }
+
+#[actix_web::test]
+async fn the_api_description_shows_fallback_steps_and_chains() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/cpaas/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = res.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["FallbackStep"]["properties"]["after_secs"].is_object());
+    assert!(schemas["ChainStepView"]["properties"]["status"].is_object());
+    assert!(schemas["SendRequest"]["properties"]["fallback"].is_object());
+    assert!(schemas["MessageView"]["properties"]["chain"].is_object());
+}
+
+#[actix_web::test]
+async fn bulk_items_carry_their_own_chains_and_a_replayed_send_makes_no_second_chain() {
+    let s = setup(meta_refuses()).await;
+    let items = json!({ "messages": [
+        whatsapp_then_sms(None),
+        { "channel": "WHATSAPP", "recipient": "+14155550100", "message_body": "Gate B",
+          "fallback": [{ "channel": "SMS", "message_body": "Gate B (SMS)" }] },
+    ]});
+    let (status, answer) = json(
+        s.app
+            .post("/cpaas/v1/messages/bulk", &s.sender, &items)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["data"]["accepted"], 2, "{answer}");
+    drain(&s.app).await;
+    let sms = s.twilio.received_requests().await.unwrap();
+    assert_eq!(sms.len(), 2);
+    let bodies: Vec<String> = sms
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.contains("Body=Gate+B+%28SMS%29")),
+        "{bodies:?}"
+    );
+    assert_eq!(fallback_events(&s).await.len(), 2);
+
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/cpaas/v1/messages"))
+        .bearer_auth(&s.sender)
+        .header("Idempotency-Key", "chain-once")
+        .json(&whatsapp_then_sms(Some(30)))
+        .send()
+        .await
+        .unwrap();
+    let (status, first) = json(res).await;
+    assert_eq!(status, 202, "{first}");
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/cpaas/v1/messages"))
+        .bearer_auth(&s.sender)
+        .header("Idempotency-Key", "chain-once")
+        .json(&whatsapp_then_sms(Some(30)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["idempotent-replayed"], "true");
+    let (_, replayed) = json(res).await;
+    assert_eq!(replayed, first);
+    assert_eq!(
+        count(&s.app, "SELECT count(*) AS n FROM message_chain_steps").await,
+        2 * 3,
+        "three chains of two steps"
+    );
+}
