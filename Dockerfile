@@ -26,6 +26,7 @@ RUN mkdir -p src tests/api \
 COPY src ./src
 COPY migrations ./migrations
 COPY assets ./assets
+COPY config ./config
 COPY tests ./tests
 # Copied files keep their original timestamps, which can be older than the
 # placeholder build; touch them so cargo rebuilds the crate.

@@ -38,6 +38,8 @@ pub struct Settings {
     pub jwt_private_key: Option<SecretString>,
     pub jwt_private_key_path: Option<PathBuf>,
     pub jwt_external_jwks_path: Option<PathBuf>,
+    /// The price table (`PRICE_TABLE_PATH`); unset: the one built in.
+    pub price_table_path: Option<PathBuf>,
     pub jwt_external_public_key_path: Option<PathBuf>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -224,6 +226,7 @@ impl Settings {
             jwt_private_key: get("JWT_PRIVATE_KEY").map(SecretString::from),
             jwt_private_key_path: get("JWT_PRIVATE_KEY_PATH").map(PathBuf::from),
             jwt_external_jwks_path: get("JWT_EXTERNAL_JWKS_PATH").map(PathBuf::from),
+            price_table_path: get("PRICE_TABLE_PATH").map(PathBuf::from),
             jwt_external_public_key_path: get("JWT_EXTERNAL_PUBLIC_KEY_PATH").map(PathBuf::from),
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "cpaas-orchestrator".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "eventzr".into()),

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod metrics;
 pub mod mock_providers;
 pub mod outbox;
+pub mod pricing;
 pub mod providers;
 pub mod rate_limit;
 pub mod routes;

@@ -27,6 +27,7 @@ use crate::lifecycle::Lifecycle;
 use crate::messages::chain::{ChainHandler, Chains};
 use crate::metrics::Metrics;
 use crate::outbox::{EventBus, EventHandler, Outbox, OutboxPolicy, Wakeup};
+use crate::pricing::PriceTable;
 use crate::providers::registry::ProviderRegistry;
 use crate::rate_limit::RateLimits;
 use crate::routes;
@@ -76,11 +77,15 @@ impl Application {
         // One registry of provider clients, so per-client state (FCM's OAuth token) is shared
         // by delivery, callbacks and jobs.
         let registry = Arc::new(provider_registry(&settings, &cipher)?);
+        let prices = Arc::new(
+            PriceTable::load(settings.price_table_path.as_deref()).map_err(anyhow::Error::msg)?,
+        );
         let delivery = Arc::new(
             Delivery::new(
                 pool.clone(),
                 registry.clone(),
                 DeliveryPolicy::from_settings(&settings),
+                prices.clone(),
             )
             .with_metrics(metrics.clone())
             .with_wakeup(wakeup.clone()),
@@ -107,8 +112,9 @@ impl Application {
             );
             actix::Supervisor::start(move |_| actor);
         }
-        let callbacks =
-            Arc::new(Callbacks::new(registry.clone(), &settings).with_wakeup(wakeup.clone()));
+        let callbacks = Arc::new(
+            Callbacks::new(registry.clone(), &settings, prices).with_wakeup(wakeup.clone()),
+        );
         let webhooks = Arc::new(
             WebhookSender::new(
                 pool.clone(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Lower ranks are closer to the ground; a module may use modules of its own
 /// rank or lower. Names without a module in `src/lib.rs` are ignored.
 const LAYERS: &str = "
-    0: error, domain, config, crypto, metrics, telemetry, lifecycle
+    0: error, domain, config, crypto, metrics, telemetry, lifecycle, pricing
     1: db, providers, mock_providers
     2: outbox, templates, auth, rate_limit, seed
     3: messages, delivery, callbacks, webhooks

@@ -46,7 +46,8 @@ impl Callbacks {
         raw: &RawCallback<'_>,
     ) -> Result<Receipt, CallbackError> {
         let source = self.source(pool, kind, provider_id).await?;
-        let parsed = self.parse(kind, &source, raw).await?;
+        let mut parsed = self.parse(kind, &source, raw).await?;
+        self.convert_prices(&mut parsed);
         let reply = if parsed.twiml {
             Reply::Twiml
         } else {

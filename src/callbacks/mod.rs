@@ -163,6 +163,9 @@ pub struct StatusChange {
     pub status: Option<MessageStatus>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The price the provider reported, in its currency.
+    pub price: Option<crate::pricing::Price>,
+    /// That price in US dollars, by the price table's rates (set before it is applied).
     pub cost_usd_micros: Option<i64>,
     /// When it happened at the provider.
     pub at: Option<DateTime<Utc>>,
@@ -247,11 +250,18 @@ pub struct Callbacks {
     allow_test_endpoints: bool,
     /// Wakes the drainers after a callback's changes (and their events) commit.
     wakeup: Option<Arc<crate::outbox::Wakeup>>,
+    /// Converts the prices providers report into US dollars.
+    prices: Arc<crate::pricing::PriceTable>,
 }
 
 impl Callbacks {
-    pub fn new(registry: Arc<ProviderRegistry>, settings: &Settings) -> Self {
+    pub fn new(
+        registry: Arc<ProviderRegistry>,
+        settings: &Settings,
+        prices: Arc<crate::pricing::PriceTable>,
+    ) -> Self {
         Self {
+            prices,
             http: registry.http().clone(),
             registry,
             certificates: aws_sns::CertificateCache::default(),
@@ -265,6 +275,22 @@ impl Callbacks {
     pub fn with_wakeup(mut self, wakeup: Arc<crate::outbox::Wakeup>) -> Self {
         self.wakeup = Some(wakeup);
         self
+    }
+
+    /// Puts the reported prices of a callback's status changes in US dollars; a price in a
+    /// currency the table has no rate for is dropped (the price recorded at the send stays).
+    fn convert_prices(&self, parsed: &mut Parsed) {
+        for event in &mut parsed.events {
+            if let Action::Message { change, .. } = &mut event.action
+                && let Some(price) = &change.price
+            {
+                change.cost_usd_micros = self.prices.to_usd(price);
+                if change.cost_usd_micros.is_none() {
+                    tracing::warn!(currency = %price.currency, "a callback's price is in a currency the price table has no rate for; ignored");
+                    change.price = None;
+                }
+            }
+        }
     }
 
     fn committed_events(&self) {

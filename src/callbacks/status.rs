@@ -65,6 +65,8 @@ struct Transition {
     error_code: Option<String>,
     error_message: Option<String>,
     cost_usd_micros: Option<i64>,
+    cost_currency: Option<String>,
+    cost_amount_micros: Option<i64>,
     provider_message_id: Option<String>,
     next_attempt_at: Option<Option<DateTime<Utc>>>,
 }
@@ -172,6 +174,14 @@ async fn transition(
         status: Some(target.as_str().to_owned()),
         updated_at: Some(now),
         cost_usd_micros: change.cost_usd_micros,
+        cost_currency: change
+            .cost_usd_micros
+            .and(change.price.as_ref())
+            .map(|p| p.currency.clone()),
+        cost_amount_micros: change
+            .cost_usd_micros
+            .and(change.price.as_ref())
+            .map(|p| p.micros),
         provider_message_id: message
             .provider_message_id
             .is_none()

@@ -157,7 +157,19 @@ pub fn parse(source: &Source, raw: &RawCallback<'_>) -> Result<Parsed, CallbackE
                         )
                     }),
                     error_code: error_code.filter(|_| failure),
-                    cost_usd_micros: get("price").as_deref().and_then(price_micros),
+                    price: get("price")
+                        .as_deref()
+                        .and_then(price_micros)
+                        .map(|micros| crate::pricing::Price {
+                            micros,
+                            currency: source
+                                .provider
+                                .config
+                                .get("currency")
+                                .and_then(serde_json::Value::as_str)
+                                .unwrap_or("EUR")
+                                .to_owned(),
+                        }),
                     ..Default::default()
                 },
                 opt_outs: Vec::new(),

@@ -53,6 +53,14 @@ pub struct Message {
     /// The chain it is a step of (the id of the chain's first message), when it has fallback
     /// steps or is one.
     pub chain_id: Option<Uuid>,
+    /// SMS: `GSM-7` or `UCS-2`, as accepted, then as sent.
+    pub encoding: Option<String>,
+    /// SMS: how many segments carriers split it in.
+    pub segments: Option<i32>,
+    /// The currency it was priced in: its provider's, or USD from the price table.
+    pub cost_currency: Option<String>,
+    /// The price in that currency, in millionths.
+    pub cost_amount_micros: Option<i64>,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -64,7 +72,8 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.provider_message_id, m.attempts, m.cost_usd_micros, m.error_code, m.error_message, \
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
     m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to, \
-    m.priority, m.expires_at, m.chain_id";
+    m.priority, m.expires_at, m.chain_id, m.encoding, m.segments, m.cost_currency, \
+    m.cost_amount_micros";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -91,6 +100,8 @@ pub struct NewMessage {
     pub priority: Priority,
     pub expires_at: Option<DateTime<Utc>>,
     pub chain_id: Option<Uuid>,
+    pub encoding: Option<String>,
+    pub segments: Option<i32>,
 }
 
 impl NewMessage {
@@ -131,6 +142,10 @@ impl NewMessage {
             priority: self.priority,
             expires_at: self.expires_at,
             chain_id: self.chain_id,
+            encoding: self.encoding.clone(),
+            segments: self.segments,
+            cost_currency: None,
+            cost_amount_micros: None,
         }
     }
 }
@@ -230,14 +245,15 @@ const CHECKED_MESSAGE_SQL: &str = "\
       SELECT 1 FROM providers p \
       WHERE p.tenant_id = $2 AND p.deleted_at IS NULL AND p.is_active \
         AND p.channels @> ARRAY[$3] AND ($10::uuid IS NULL OR p.id = $10) \
+        AND (NOT (p.config ? 'countries') OR p.config -> 'countries' ? $29::text) \
       LIMIT 1), \
     m AS ( \
       INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
         template_id, template_version, pinned_provider_id, metadata, source_event_id, \
         scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, priority, \
-        expires_at, chain_id) \
+        expires_at, chain_id, encoding, segments) \
       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-        $19, $25, $26 \
+        $19, $25, $26, $27, $28 \
       WHERE NOT EXISTS (SELECT 1 FROM blocked) AND EXISTS (SELECT 1 FROM usable) \
       RETURNING id, tenant_id), \
     o AS ( \
@@ -284,6 +300,14 @@ pub async fn insert_checked_message(
         .bind::<Int2, _>(event.lane)
         .bind::<Nullable<Timestamptz>, _>(row.expires_at)
         .bind::<Nullable<SqlUuid>, _>(row.chain_id)
+        .bind::<Nullable<Text>, _>(row.encoding.as_deref())
+        .bind::<Nullable<Int4>, _>(row.segments)
+        .bind::<Nullable<Text>, _>(
+            row.channel
+                .takes_phone_numbers()
+                .then(|| crate::domain::recipient::country_of(&row.recipient))
+                .flatten(),
+        )
         .cached()
         .get_result(conn)
         .await
@@ -294,7 +318,14 @@ pub async fn insert_checked_message(
 #[derive(Debug, Default)]
 pub struct SendLookups {
     pub opted_out: std::collections::HashSet<(String, String)>,
-    pub providers: std::collections::HashMap<String, Vec<Uuid>>,
+    pub providers: std::collections::HashMap<String, Vec<ActiveProvider>>,
+}
+
+/// An active provider of a channel, and its `config` (which may limit its countries).
+#[derive(Clone, Debug)]
+pub struct ActiveProvider {
+    pub id: Uuid,
+    pub config: Value,
 }
 
 pub async fn send_lookups(
@@ -314,13 +345,16 @@ pub async fn send_lookups(
         b: Option<String>,
         #[diesel(sql_type = Nullable<SqlUuid>)]
         id: Option<Uuid>,
+        #[diesel(sql_type = Nullable<diesel::sql_types::Jsonb>)]
+        config: Option<Value>,
     }
     let rows: Vec<Row> = diesel::sql_query(
-        "SELECT 'o' AS kind, o.recipient AS a, o.channel AS b, NULL::uuid AS id, 0 AS prio \
+        "SELECT 'o' AS kind, o.recipient AS a, o.channel AS b, NULL::uuid AS id, 0 AS prio, \
+           NULL::jsonb AS config \
          FROM opt_outs o \
          WHERE o.tenant_id = $1 AND o.removed_at IS NULL AND o.recipient = ANY($2) \
          UNION ALL \
-         SELECT 'p', c.channel, NULL, p.id, p.priority \
+         SELECT 'p', c.channel, NULL, p.id, p.priority, p.config \
          FROM unnest($3::text[]) AS c(channel) \
          JOIN providers p ON p.tenant_id = $1 AND p.deleted_at IS NULL AND p.is_active \
            AND p.channels @> ARRAY[c.channel] \
@@ -338,7 +372,14 @@ pub async fn send_lookups(
             ("o", Some(channel), _) => {
                 out.opted_out.insert((row.a, channel));
             }
-            (_, _, Some(id)) => out.providers.entry(row.a).or_default().push(id),
+            (_, _, Some(id)) => out
+                .providers
+                .entry(row.a)
+                .or_default()
+                .push(ActiveProvider {
+                    id,
+                    config: row.config.unwrap_or(Value::Null),
+                }),
             _ => {}
         }
     }

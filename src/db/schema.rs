@@ -159,6 +159,10 @@ diesel::table! {
         priority -> Text,
         expires_at -> Nullable<Timestamptz>,
         chain_id -> Nullable<Uuid>,
+        encoding -> Nullable<Text>,
+        segments -> Nullable<Int4>,
+        cost_currency -> Nullable<Text>,
+        cost_amount_micros -> Nullable<Int8>,
     }
 }
 

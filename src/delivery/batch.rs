@@ -17,9 +17,9 @@ use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
 use super::circuit;
-use super::deliver::{Delivery, Made, Prepared};
+use super::deliver::{Delivery, Made, Prepared, Priced};
 use super::durable::{self, accepted_attempts};
-use super::outbound::{default_price, outbound};
+use super::outbound::outbound;
 use super::pacing;
 use super::policy::{self, CircuitEffect, Decision, DeliveryError, Step};
 use super::routing::{self, Candidate, FailoverFrom, Route};
@@ -288,11 +288,11 @@ impl Delivery {
         }
         let ids: Vec<Uuid> = accepted.iter().map(|m| m.prepared.message_id).collect();
         let attempts = with_attempts.then(|| accepted_attempts(accepted));
-        let mut sent_by: HashMap<Uuid, (Uuid, String, Option<i64>)> = HashMap::new();
+        let mut sent_by: HashMap<Uuid, (Uuid, String, Option<&Priced>)> = HashMap::new();
         for made in accepted {
             if let SendOutcome::Accepted {
                 provider_message_id,
-                cost_usd_micros,
+                ..
             } = &made.outcome
             {
                 sent_by.insert(
@@ -300,7 +300,7 @@ impl Delivery {
                     (
                         made.prepared.provider.id,
                         provider_message_id.clone(),
-                        *cost_usd_micros,
+                        made.priced.as_ref(),
                     ),
                 );
             }
@@ -312,21 +312,17 @@ impl Delivery {
                 store::finish_accepted_attempts(conn, attempts, now).await?;
             }
             let mut steps: Vec<(Uuid, Step)> = Vec::with_capacity(ids.len());
-            let mut sending = Vec::new();
-            let mut pmids = Vec::new();
-            let mut costs = Vec::new();
+            let mut sending = store::SentRows::default();
             let mut providers_ok: Vec<Uuid> = Vec::new();
             for message in store::lock(conn, &ids).await? {
-                let Some((provider_id, pmid, cost)) = sent_by.get(&message.id) else {
+                let Some((provider_id, pmid, priced)) = sent_by.get(&message.id) else {
                     continue;
                 };
                 if !applies(&message, MessageStatus::Sent) {
                     steps.push((message.id, Step::Skipped));
                     continue;
                 }
-                sending.push(message.id);
-                pmids.push(pmid.clone());
-                costs.push(cost.unwrap_or_else(|| default_price(message.channel)));
+                sending.push(message.id, pmid.clone(), *priced);
                 if !providers_ok.contains(provider_id) {
                     providers_ok.push(*provider_id);
                 }
@@ -335,8 +331,8 @@ impl Delivery {
             for provider_id in providers_ok {
                 circuit::record_success(conn, provider_id).await?;
             }
-            if !sending.is_empty() {
-                let sent = store::mark_sent(conn, &sending, &pmids, &costs, now).await?;
+            if !sending.ids.is_empty() {
+                let sent = store::mark_sent(conn, &sending, now).await?;
                 let events_out: Vec<_> = sent.iter().map(events::sent).collect();
                 outbox::enqueue(conn, &events_out).await?;
                 steps.extend(sent.iter().map(|m| (m.id, Step::Sent)));

@@ -11,9 +11,12 @@ use uuid::Uuid;
 use super::policy::{AMBIGUOUS_OUTCOME, DeliveryError, DeliveryPolicy, Step};
 use crate::db::DbPool;
 use crate::db::providers::Provider;
+use crate::domain::Channel;
 use crate::domain::provider_kind::ON_AMBIGUOUS;
+use crate::domain::sms::{self, Segmented};
 use crate::metrics::Metrics;
 use crate::outbox::Wakeup;
+use crate::pricing::{Cost, Price, PriceTable};
 use crate::providers::registry::ProviderRegistry;
 use crate::providers::{Lookup, OutboundMessage, SendOutcome};
 
@@ -24,6 +27,7 @@ pub struct Delivery {
     pub(super) policy: DeliveryPolicy,
     metrics: Option<Arc<Metrics>>,
     wakeup: Option<Arc<Wakeup>>,
+    prices: Arc<PriceTable>,
 }
 
 /// An attempt committed and ready to be made.
@@ -44,6 +48,15 @@ pub(super) struct Made {
     pub latency: Duration,
     /// How an ambiguous try before this one was settled, as shown on the attempt.
     pub settled: Option<Settled>,
+    /// An accepted send: what it cost and, for an SMS, how it travelled.
+    pub priced: Option<Priced>,
+}
+
+/// An accepted send's cost, and an SMS's encoding and segments as sent.
+#[derive(Clone, Debug)]
+pub struct Priced {
+    pub cost: Cost,
+    pub shape: Option<Segmented>,
 }
 
 /// How a try after an ambiguous outcome went.
@@ -85,14 +98,41 @@ impl Made {
 }
 
 impl Delivery {
-    pub fn new(pool: DbPool, registry: Arc<ProviderRegistry>, policy: DeliveryPolicy) -> Self {
+    pub fn new(
+        pool: DbPool,
+        registry: Arc<ProviderRegistry>,
+        policy: DeliveryPolicy,
+        prices: Arc<PriceTable>,
+    ) -> Self {
         Self {
             pool,
             registry,
             policy,
             metrics: None,
             wakeup: None,
+            prices,
         }
+    }
+
+    /// An accepted send's cost: the provider's price (converted to USD) when it reported one,
+    /// else the price table's for the provider kind, the destination and, for an SMS, the
+    /// segments of the body as sent.
+    fn priced(&self, prepared: &Prepared, reported: Option<&Price>) -> Priced {
+        let outbound = &prepared.outbound;
+        let shape = (outbound.channel == Channel::Sms).then(|| sms::segment(&outbound.body));
+        let cost = self.prices.cost(
+            reported,
+            outbound.channel,
+            prepared.provider.kind.parse().ok(),
+            &outbound.recipient,
+            shape.map_or(1, |s| s.segments),
+        );
+        Priced { cost, shape }
+    }
+
+    /// The price table sends are costed by.
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
     }
 
     /// The retry and circuit settings.
@@ -145,7 +185,7 @@ impl Delivery {
                         settled = Some(Settled::Found);
                         SendOutcome::Accepted {
                             provider_message_id,
-                            cost_usd_micros: None,
+                            price: None,
                         }
                     }
                     Lookup::NotFound => {
@@ -177,11 +217,16 @@ impl Delivery {
         if let Some(metrics) = &self.metrics {
             metrics.record_provider_call(&prepared.provider.kind, outcome.as_str(), latency);
         }
+        let priced = match &outcome {
+            SendOutcome::Accepted { price, .. } => Some(self.priced(&prepared, price.as_ref())),
+            _ => None,
+        };
         Made {
             prepared,
             outcome,
             latency,
             settled,
+            priced,
         }
     }
 }

@@ -14,7 +14,6 @@ use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::deliver::{Delivery, Made};
-use super::outbound::default_price;
 use super::policy::{DeliveryError, Step};
 use super::store::{self, AcceptedAttempts};
 use crate::db::tx;
@@ -65,13 +64,13 @@ pub(super) fn accepted_attempts(made: &[Made]) -> AcceptedAttempts {
     for m in made {
         if let SendOutcome::Accepted {
             provider_message_id,
-            cost_usd_micros,
+            ..
         } = &m.outcome
         {
             out.attempt_ids.push(m.prepared.attempt_id);
             out.latencies_ms.push(m.latency_ms());
             out.provider_message_ids.push(provider_message_id.clone());
-            out.costs.push(*cost_usd_micros);
+            out.costs.push(m.priced.as_ref().map(|p| p.cost.usd_micros));
             let (outcome, note) = match m.settled {
                 Some(settled) => {
                     let (outcome, note) = settled.outcome_and_note();
@@ -143,19 +142,16 @@ impl Delivery {
             if found.is_empty() {
                 return Ok::<_, DeliveryError>(0);
             }
-            let ids: Vec<Uuid> = found.iter().map(|f| f.id).collect();
-            let pmids: Vec<String> = found
-                .iter()
-                .map(|f| f.provider_message_id.clone())
-                .collect();
-            let costs: Vec<i64> = found
-                .iter()
-                .map(|f| {
-                    f.cost_usd_micros
-                        .unwrap_or_else(|| default_price(f.channel))
-                })
-                .collect();
-            let sent = store::mark_sent(conn, &ids, &pmids, &costs, Utc::now()).await?;
+            let mut rows = store::SentRows::default();
+            for f in &found {
+                // The attempt recorded the send's cost in USD; one recorded before costs were
+                // kept there is priced by the table's row for the channel.
+                let usd = f
+                    .cost_usd_micros
+                    .unwrap_or_else(|| self.prices().price(f.channel, None, "", 1).unwrap_or(0));
+                rows.push_usd(f.id, f.provider_message_id.clone(), usd);
+            }
+            let sent = store::mark_sent(conn, &rows, Utc::now()).await?;
             let events_out: Vec<_> = sent.iter().map(events::sent).collect();
             outbox::enqueue(conn, &events_out).await?;
             Ok(sent.len())

@@ -1,9 +1,10 @@
-//! What a provider is handed for one attempt, and the price recorded when it reports none.
+//! What a provider is handed for one attempt.
 
 use super::policy::DeliveryPolicy;
 use crate::db::messages::Message;
 use crate::db::providers::Provider;
 use crate::domain::ids::MessageId;
+use crate::domain::provider_kind::SMART_ENCODING;
 use crate::domain::{Channel, ProviderId, ProviderKind};
 use crate::providers::OutboundMessage;
 
@@ -13,6 +14,17 @@ fn callback_kind(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::Twilio => Some("twilio"),
         ProviderKind::Vonage => Some("vonage"),
         _ => None,
+    }
+}
+
+/// The body as the provider gets it: an SMS through a provider with `config.smart_encoding`
+/// has its look-alike characters replaced so it stays GSM-7.
+fn sent_body(message: &Message, provider: &Provider) -> String {
+    let smart = provider.config.get(SMART_ENCODING) == Some(&serde_json::Value::Bool(true));
+    if message.channel == Channel::Sms && smart {
+        crate::domain::sms::smart_encode(&message.body)
+    } else {
+        message.body.clone()
     }
 }
 
@@ -36,7 +48,7 @@ pub fn outbound(
         channel: message.channel,
         recipient: message.recipient.clone(),
         subject: message.subject.clone(),
-        body: message.body.clone(),
+        body: sent_body(message, provider),
         html_body: message.html_body.clone(),
         reply_to: message.reply_to.clone(),
         provider_template: None,
@@ -45,16 +57,5 @@ pub fn outbound(
         validity: message
             .expires_at
             .and_then(|at| (at - chrono::Utc::now()).to_std().ok()),
-    }
-}
-
-/// The price used when the provider reports none, in micro-USD.
-pub fn default_price(channel: Channel) -> i64 {
-    match channel {
-        Channel::Sms => 7_900,
-        Channel::Whatsapp => 5_000,
-        Channel::Email => 100,
-        Channel::Voice => 13_000,
-        Channel::Push => 0,
     }
 }

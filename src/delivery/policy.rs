@@ -122,7 +122,7 @@ pub enum Decision {
     /// SENT, with the provider's id and price.
     Sent {
         provider_message_id: String,
-        cost_usd_micros: Option<i64>,
+        price: Option<crate::pricing::Price>,
     },
     /// FAILED for good.
     Fail { code: String, text: String },
@@ -187,10 +187,10 @@ pub fn decide(
     match outcome {
         SendOutcome::Accepted {
             provider_message_id,
-            cost_usd_micros,
+            price,
         } => Decision::Sent {
             provider_message_id,
-            cost_usd_micros,
+            price,
         },
         SendOutcome::PermanentFailure { code, message } => Decision::Fail {
             code,
@@ -262,7 +262,7 @@ mod tests {
             &policy(),
             SendOutcome::Accepted {
                 provider_message_id: "SM1".into(),
-                cost_usd_micros: Some(42),
+                price: Some(crate::pricing::Price::usd(42)),
             },
             1,
             false,
@@ -272,7 +272,7 @@ mod tests {
             d,
             Decision::Sent {
                 provider_message_id: "SM1".into(),
-                cost_usd_micros: Some(42)
+                price: Some(crate::pricing::Price::usd(42))
             }
         );
     }

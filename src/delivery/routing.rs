@@ -13,6 +13,8 @@ use super::circuit;
 use super::policy::{AMBIGUOUS_OUTCOME, DeliveryPolicy};
 use crate::db::messages::Message;
 use crate::db::providers::Provider;
+use crate::domain::provider_kind::{COUNTRIES, serves_country};
+use crate::domain::recipient::country_of;
 
 /// A provider that may carry a message, with its circuit.
 #[derive(Clone, Debug)]
@@ -55,6 +57,22 @@ pub fn choose(
     progress: &Progress,
     candidates: &[Candidate],
 ) -> (Route, Option<Uuid>) {
+    // Providers limited to some countries (`config.countries`) only carry their numbers.
+    let serving: Vec<Candidate>;
+    let candidates = if candidates
+        .iter()
+        .any(|c| c.provider.config.get(COUNTRIES).is_some())
+    {
+        let country = country_of(&message.recipient);
+        serving = candidates
+            .iter()
+            .filter(|c| serves_country(&c.provider.config, country.as_deref()))
+            .cloned()
+            .collect();
+        &serving[..]
+    } else {
+        candidates
+    };
     let open = |id: Uuid| {
         candidates
             .iter()
@@ -220,6 +238,10 @@ mod tests {
             priority: crate::domain::Priority::Normal,
             expires_at: None,
             chain_id: None,
+            encoding: None,
+            segments: None,
+            cost_currency: None,
+            cost_amount_micros: None,
         }
     }
 

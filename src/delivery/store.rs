@@ -286,28 +286,92 @@ pub async fn lock_one(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<(Me
         .await
 }
 
-/// Moves SENDING messages to SENT with their provider ids and prices.
+/// What [`mark_sent`] records of each message, column by column.
+#[derive(Debug, Default)]
+pub struct SentRows {
+    pub ids: Vec<Uuid>,
+    pub provider_message_ids: Vec<String>,
+    pub costs_usd: Vec<i64>,
+    pub cost_currencies: Vec<String>,
+    pub cost_amounts: Vec<i64>,
+    /// An SMS's encoding and segments as sent; `None` keeps what acceptance recorded.
+    pub encodings: Vec<Option<String>>,
+    pub segments: Vec<Option<i32>>,
+}
+
+impl SentRows {
+    /// Adds a message; without `priced` it costs nothing recorded here (0 USD).
+    pub fn push(
+        &mut self,
+        id: Uuid,
+        provider_message_id: String,
+        priced: Option<&crate::delivery::deliver::Priced>,
+    ) {
+        let cost = priced.map(|p| p.cost.clone());
+        self.push_cost(
+            id,
+            provider_message_id,
+            cost.unwrap_or(crate::pricing::Cost {
+                usd_micros: 0,
+                priced: crate::pricing::Price::usd(0),
+            }),
+        );
+        let shape = priced.and_then(|p| p.shape);
+        self.encodings
+            .push(shape.map(|s| s.encoding.as_str().to_owned()));
+        self.segments.push(shape.map(|s| s.segments));
+    }
+
+    fn push_cost(&mut self, id: Uuid, provider_message_id: String, cost: crate::pricing::Cost) {
+        self.ids.push(id);
+        self.provider_message_ids.push(provider_message_id);
+        self.costs_usd.push(cost.usd_micros);
+        self.cost_currencies.push(cost.priced.currency);
+        self.cost_amounts.push(cost.priced.micros);
+    }
+
+    /// Adds a message whose cost in USD was recorded on its attempt.
+    pub fn push_usd(&mut self, id: Uuid, provider_message_id: String, usd_micros: i64) {
+        self.push_cost(
+            id,
+            provider_message_id,
+            crate::pricing::Cost {
+                usd_micros,
+                priced: crate::pricing::Price::usd(usd_micros),
+            },
+        );
+        self.encodings.push(None);
+        self.segments.push(None);
+    }
+}
+
+/// Moves SENDING messages to SENT with their provider ids, prices and (SMS) shapes as sent.
 pub async fn mark_sent(
     conn: &mut AsyncPgConnection,
-    ids: &[Uuid],
-    provider_message_ids: &[String],
-    costs: &[i64],
+    rows: &SentRows,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<Message>> {
     diesel::sql_query(format!(
         "UPDATE messages m SET status = 'SENT', \
            provider_message_id = v.provider_message_id, \
-           cost_usd_micros = v.cost, sent_at = $4, updated_at = $4, \
+           cost_usd_micros = v.cost, cost_currency = v.currency, cost_amount_micros = v.amount, \
+           encoding = COALESCE(v.encoding, m.encoding), segments = COALESCE(v.segments, m.segments), \
+           sent_at = $4, updated_at = $4, \
            ambiguous = false, error_code = NULL, error_message = NULL \
-         FROM unnest($1::uuid[], $2::text[], $3::int8[]) \
-           AS v(id, provider_message_id, cost) \
+         FROM unnest($1::uuid[], $2::text[], $3::int8[], $5::text[], $6::int8[], $7::text[], \
+                     $8::int4[]) \
+           AS v(id, provider_message_id, cost, currency, amount, encoding, segments) \
          WHERE m.id = v.id AND m.id = ANY($1) \
          RETURNING {MESSAGE_COLUMNS}",
     ))
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<Text>, _>(provider_message_ids)
-    .bind::<Array<BigInt>, _>(costs)
+    .bind::<Array<SqlUuid>, _>(&rows.ids)
+    .bind::<Array<Text>, _>(&rows.provider_message_ids)
+    .bind::<Array<BigInt>, _>(&rows.costs_usd)
     .bind::<Timestamptz, _>(now)
+    .bind::<Array<Text>, _>(&rows.cost_currencies)
+    .bind::<Array<BigInt>, _>(&rows.cost_amounts)
+    .bind::<Array<Nullable<Text>>, _>(&rows.encodings)
+    .bind::<Array<Nullable<Integer>>, _>(&rows.segments)
     .planned_each_run()
     .load(conn)
     .await

@@ -33,6 +33,11 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Whether its recipients are phone numbers (SMS, WHATSAPP, VOICE).
+    pub fn takes_phone_numbers(self) -> bool {
+        matches!(self, Channel::Sms | Channel::Whatsapp | Channel::Voice)
+    }
+
     pub const ALL: [Channel; 5] = [
         Channel::Sms,
         Channel::Whatsapp,

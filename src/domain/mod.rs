@@ -7,6 +7,7 @@ pub mod priority;
 pub mod provider_kind;
 pub mod recipient;
 pub mod roles;
+pub mod sms;
 pub mod status;
 pub mod time;
 pub mod webhook;

@@ -108,7 +108,7 @@ impl ProviderKind {
                     ]
                 }
             }
-            ProviderKind::Vonage => const { &[req("from"), opt("base_url")] },
+            ProviderKind::Vonage => const { &[req("from"), opt("currency"), opt("base_url")] },
             ProviderKind::AwsSns => {
                 const {
                     &[
@@ -211,7 +211,24 @@ impl ProviderKind {
 }
 
 /// `config` settings every kind takes.
-pub const COMMON_CONFIG: [&str; 2] = [ON_AMBIGUOUS, MAX_PER_SECOND];
+pub const COMMON_CONFIG: [&str; 4] = [ON_AMBIGUOUS, MAX_PER_SECOND, COUNTRIES, SMART_ENCODING];
+
+/// `config.countries`: the ISO 3166 codes of the countries whose phone numbers the provider is
+/// routed to; unset: every country.
+pub const COUNTRIES: &str = "countries";
+/// `config.smart_encoding`: SMS bodies sent through the provider have their look-alike
+/// characters (curly quotes, long dashes) replaced so they stay GSM-7.
+pub const SMART_ENCODING: &str = "smart_encoding";
+
+/// Whether a provider with `config` is routed to a recipient in `country` (`None`: not a phone
+/// number, or a number of no single country).
+pub fn serves_country(config: &Value, country: Option<&str>) -> bool {
+    match (config.get(COUNTRIES).and_then(Value::as_array), country) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(list), Some(country)) => list.iter().any(|c| c.as_str() == Some(country)),
+    }
+}
 
 /// `config.max_per_second`: the most requests a second made to this provider, by all the
 /// replicas together (its account's throughput limit); unset: no pacing.
@@ -267,6 +284,30 @@ fn check_config_value(kind: ProviderKind, key: &str, value: &Value) -> Result<()
         (_, ON_AMBIGUOUS) => match value.as_str() {
             Some("resend" | "fail") => Ok(()),
             _ => Err(format!("{field} must be \"resend\" or \"fail\"")),
+        },
+        (_, COUNTRIES) => match value.as_array() {
+            Some(list)
+                if !list.is_empty()
+                    && list.iter().all(|c| {
+                        c.as_str()
+                            .is_some_and(|c| c.len() == 2 && super::recipient::is_country_code(c))
+                    }) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "{field} must be a non-empty list of ISO 3166 country codes, such as [\"US\", \"CA\"]"
+            )),
+        },
+        (_, SMART_ENCODING) => match value {
+            Value::Bool(_) => Ok(()),
+            _ => Err(format!("{field} must be true or false")),
+        },
+        (ProviderKind::Vonage, "currency") => match value.as_str() {
+            Some(c) if c.len() == 3 && c.chars().all(|c| c.is_ascii_uppercase()) => Ok(()),
+            _ => Err(format!(
+                "{field} must be an ISO 4217 currency code, such as \"EUR\""
+            )),
         },
         (_, MAX_PER_SECOND) => match value.as_u64() {
             Some(n) if (1..=MAX_PER_SECOND_LIMIT).contains(&n) => Ok(()),

@@ -56,6 +56,19 @@ impl PhoneNumber {
     }
 }
 
+/// The ISO 3166 code of the country an E.164 number belongs to (`+447700900123` → `GB`), by
+/// the numbering plans; `None` when it is not a phone number or its plan is shared and the
+/// number fits none.
+pub fn country_of(e164: &str) -> Option<String> {
+    let parsed = phonenumber::parse(None, e164).ok()?;
+    parsed.country().id().map(|id| id.as_ref().to_owned())
+}
+
+/// Whether `code` is an ISO 3166 country code of the numbering plans (`US`, `GB`).
+pub fn is_country_code(code: &str) -> bool {
+    code.parse::<phonenumber::country::Id>().is_ok()
+}
+
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -16,6 +16,8 @@ use super::valid::{Content, TemplateKey, check_body};
 use crate::db::chains::{self, NewChainStep, StepSpec};
 use crate::db::messages::{self as db, Message, NewMessage};
 use crate::domain::MessageStatus;
+use crate::domain::provider_kind::serves_country;
+use crate::domain::recipient::country_of;
 use crate::domain::{Channel, ProviderId};
 use crate::error::{ApiError, ErrorCode};
 use crate::outbox::{self, OutboxEvent};
@@ -159,6 +161,19 @@ pub(super) async fn insert_checked(
     Ok(Ok(message))
 }
 
+/// An SMS body's encoding and segments as it is (a provider's smart encoding may change them
+/// when it is sent); nothing for other channels.
+pub(super) fn sms_shape(channel: Channel, body: &str) -> (Option<String>, Option<i32>) {
+    if channel != Channel::Sms {
+        return (None, None);
+    }
+    let shape = crate::domain::sms::segment(body);
+    (
+        Some(shape.encoding.as_str().to_owned()),
+        Some(shape.segments),
+    )
+}
+
 /// Why a send to `recipient` on `channel` is refused, if it is: the recipient opted out (of
 /// the channel or of all), or no active provider of the tenant carries the channel (or the
 /// pinned provider is not one of them).
@@ -169,6 +184,13 @@ fn refusal(
     opted_out: bool,
     usable: bool,
 ) -> Option<ApiError> {
+    let to = match destination(channel, recipient) {
+        Some(country) => format!("{channel} to {country}"),
+        None if channel.takes_phone_numbers() => {
+            format!("{channel} to {recipient} (a number of no single country)")
+        }
+        None => channel.to_string(),
+    };
     if opted_out {
         return Some(ApiError::new(
             ErrorCode::RecipientOptedOut,
@@ -180,14 +202,22 @@ fn refusal(
             ErrorCode::NoProviderConfigured,
             match pinned {
                 Some(p) => format!(
-                    "provider {} is not an active {channel} provider of this tenant",
+                    "provider {} is not an active provider of this tenant for {to}",
                     ProviderId::from_uuid(p)
                 ),
-                None => format!("no active provider is configured for {channel}"),
+                None => format!("no active provider is configured for {to}"),
             },
         ));
     }
     None
+}
+
+/// The ISO 3166 country a message goes to, for the channels that take phone numbers.
+pub(super) fn destination(channel: Channel, recipient: &str) -> Option<String> {
+    channel
+        .takes_phone_numbers()
+        .then(|| country_of(recipient))
+        .flatten()
 }
 
 /// The opt-outs of `recipients` and the active providers of `channels`, in one statement.
@@ -196,7 +226,13 @@ async fn lookups(
     tenant_id: Uuid,
     recipients: Vec<String>,
     channels: Vec<Channel>,
-) -> Result<(HashSet<(String, String)>, HashMap<Channel, Vec<Uuid>>), ApiError> {
+) -> Result<
+    (
+        HashSet<(String, String)>,
+        HashMap<Channel, Vec<db::ActiveProvider>>,
+    ),
+    ApiError,
+> {
     let names = channels.iter().map(|c| c.as_str().to_owned()).collect();
     let mut found = db::send_lookups(conn, tenant_id, recipients, names).await?;
     let providers = channels
@@ -209,7 +245,7 @@ async fn lookups(
 /// The opt-outs and providers a batch of sends was looked up against.
 type Known<'a> = (
     &'a HashSet<(String, String)>,
-    &'a HashMap<Channel, Vec<Uuid>>,
+    &'a HashMap<Channel, Vec<db::ActiveProvider>>,
 );
 
 /// A send's content, rendered.
@@ -340,7 +376,14 @@ async fn prepare(
     if let Some((opted, providers)) = known {
         let opted_out = opted.contains(&(recipient.clone(), channel.as_str().to_owned()))
             || opted.contains(&(recipient.clone(), "ALL".to_owned()));
-        let available = providers.get(&channel).map_or(&[][..], Vec::as_slice);
+        let country = destination(channel, &recipient);
+        let available: Vec<Uuid> = providers
+            .get(&channel)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|p| serves_country(&p.config, country.as_deref()))
+            .map(|p| p.id)
+            .collect();
         let usable = match send.pinned {
             Some(pinned) => available.contains(&pinned),
             None => !available.is_empty(),
@@ -417,6 +460,7 @@ async fn prepare(
         );
     }
     let chain_id = (!steps.is_empty()).then_some(id);
+    let (encoding, segments) = sms_shape(channel, &body);
     Ok(Ok((
         NewMessage {
             id,
@@ -440,6 +484,8 @@ async fn prepare(
             created_at: now,
             updated_at: now,
             chain_id,
+            encoding,
+            segments,
         },
         steps,
     )))

@@ -306,10 +306,12 @@ fn step_message(
     spec: StepSpec,
     now: chrono::DateTime<Utc>,
 ) -> anyhow::Result<NewMessage> {
+    let channel: Channel = channel.parse().map_err(anyhow::Error::msg)?;
+    let (encoding, segments) = super::accept::sms_shape(channel, &spec.body);
     Ok(NewMessage {
         id: Uuid::now_v7(),
         tenant_id: first.tenant_id,
-        channel: channel.parse().map_err(anyhow::Error::msg)?,
+        channel,
         recipient: spec.recipient,
         status: MessageStatus::Queued,
         subject: spec.subject,
@@ -328,6 +330,8 @@ fn step_message(
         priority: first.priority,
         expires_at: first.expires_at,
         chain_id: Some(first.id),
+        encoding,
+        segments,
     })
 }
 

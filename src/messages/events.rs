@@ -17,9 +17,13 @@ fn cost(message: &Message) -> Value {
 }
 
 /// Every lifecycle event of a message carries its `metadata` (when it has any), notify-svc's
-/// `notificationId` (when it was sent for one) and its fallback chain's `chainId` (the id of
-/// the chain's first message, when it is in one).
+/// `notificationId` (when it was sent for one), its fallback chain's `chainId` (the id of
+/// the chain's first message, when it is in one), and an SMS's `encoding` and `segments`.
 fn event(message: &Message, topic: &str, mut data: Value) -> OutboxEvent {
+    if let (Some(encoding), Some(segments)) = (&message.encoding, message.segments) {
+        data["encoding"] = json!(encoding);
+        data["segments"] = json!(segments);
+    }
     if let Some(chain) = message.chain_id {
         data["chainId"] = json!(MessageId::from_uuid(chain).to_string());
     }

@@ -242,13 +242,13 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// taken but cannot be correlated, so the outcome is ambiguous.
 pub(crate) fn accepted(
     id: Option<String>,
-    cost_usd_micros: Option<i64>,
+    price: Option<crate::pricing::Price>,
     reply: &Reply,
 ) -> SendOutcome {
     match id.filter(|id| !id.is_empty()) {
         Some(provider_message_id) => SendOutcome::Accepted {
             provider_message_id,
-            cost_usd_micros,
+            price,
         },
         None => SendOutcome::Ambiguous {
             message: format!(

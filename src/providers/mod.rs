@@ -73,7 +73,8 @@ pub enum SendOutcome {
     /// The provider took the message.
     Accepted {
         provider_message_id: String,
-        cost_usd_micros: Option<i64>,
+        /// The price it reported, in its currency.
+        price: Option<crate::pricing::Price>,
     },
     /// The provider refused it for good (invalid number, rejected content, opted out at the
     /// provider, bad credentials): no retry, no failover.

@@ -2,8 +2,8 @@
 //!
 //! Each send fails permanently with probability `failure_rate` (0 to 1, default 0) and code
 //! `failure_code` (default `SANDBOX_FAILURE`); otherwise it is accepted with id
-//! `sbx_<uuid>` at a cost of 0. `delivery_delay_ms` after acceptance the sandbox reports the
-//! message DELIVERED, or UNDELIVERED with probability `undelivered_rate` and code
+//! `sbx_<uuid>`, reporting no price (the price table's is recorded). `delivery_delay_ms` after
+//! acceptance the sandbox reports the message DELIVERED, or UNDELIVERED with probability `undelivered_rate` and code
 //! `undelivered_code` (default `SANDBOX_UNDELIVERED`): [`report`] decides, and
 //! `callbacks::sandbox` applies it through the callback status path (the delay is compared in
 //! the query that finds due reports, `db::messages::due_sandbox_reports`).
@@ -82,7 +82,7 @@ impl ProviderClient for SandboxClient {
         }
         SendOutcome::Accepted {
             provider_message_id: format!("sbx_{}", Uuid::new_v4().simple()),
-            cost_usd_micros: Some(0),
+            price: None,
         }
     }
 
@@ -129,14 +129,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sandbox_without_failures_accepts_at_no_cost() {
+    async fn a_sandbox_without_failures_accepts_reporting_no_price() {
         match client(json!({})).send(&message()).await {
             SendOutcome::Accepted {
                 provider_message_id,
-                cost_usd_micros,
+                price,
             } => {
                 assert!(provider_message_id.starts_with("sbx_"));
-                assert_eq!(cost_usd_micros, Some(0));
+                assert_eq!(price, None, "the price table's is recorded");
             }
             other => panic!("{other:?}"),
         }

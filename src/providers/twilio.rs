@@ -242,11 +242,18 @@ impl ProviderClient for TwilioClient {
 fn accepted(reply: &Reply) -> SendOutcome {
     let body = reply.json().unwrap_or(Value::Null);
     let sid = body.get("sid").and_then(Value::as_str).map(str::to_owned);
-    let cost = body
+    let price = body
         .get("price")
         .and_then(Value::as_str)
-        .and_then(http::price_micros);
-    http::accepted(sid, cost, reply)
+        .and_then(http::price_micros)
+        .map(|micros| crate::pricing::Price {
+            micros,
+            currency: body
+                .get("price_unit")
+                .and_then(Value::as_str)
+                .map_or_else(|| "USD".to_owned(), str::to_ascii_uppercase),
+        });
+    http::accepted(sid, price, reply)
 }
 
 fn error(reply: &Reply) -> ProviderError {

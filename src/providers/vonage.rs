@@ -2,11 +2,11 @@
 //!
 //! - `POST {base}/sms/json` (base `https://rest.nexmo.com`), form-encoded with `api_key`,
 //!   `api_secret`, `from`, `to` (digits, no `+`), `text`, and `type=unicode` when the text is
-//!   not plain ASCII; `callback` = the message's status callback URL when it has one.
+//!   not in the GSM 7-bit alphabet; `callback` = the message's status callback URL when it has one.
 //! - Echo field: `client-ref` = our message id; Vonage returns it in every delivery receipt.
 //! - The API answers HTTP 200 whatever happened: `messages[0].status` decides. "0" is
 //!   accepted (id `messages[0]["message-id"]`, cost the sum of every part's `message-price`, in
-//!   the account's currency); "1" (throttled) is a rate limit; "5" (internal error) is
+//!   the account's currency: `config.currency`, default EUR); "1" (throttled) is a rate limit; "5" (internal error) is
 //!   transient; anything else is permanent with its `error-text`. A long text is split into
 //!   parts; once the first part is accepted the message counts as accepted, since retrying
 //!   would repeat the parts already sent. Non-200 answers follow the shared HTTP rules.
@@ -29,6 +29,8 @@ pub struct VonageClient {
     api_key: String,
     api_secret: String,
     from: String,
+    /// The account's currency, which its prices come in (`config.currency`, default EUR).
+    currency: String,
 }
 
 impl VonageClient {
@@ -42,6 +44,10 @@ impl VonageClient {
                 .require_config("from")?
                 .trim_start_matches('+')
                 .to_owned(),
+            currency: settings
+                .config_str("currency")
+                .unwrap_or("EUR")
+                .to_ascii_uppercase(),
             http,
         })
     }
@@ -65,7 +71,8 @@ impl ProviderClient for VonageClient {
             ("text", message.body.as_str()),
             ("client-ref", message.message_id.as_str()),
         ];
-        if !message.body.is_ascii() {
+        if crate::domain::sms::segment(&message.body).encoding == crate::domain::sms::Encoding::Ucs2
+        {
             form.push(("type", "unicode"));
         }
         if let Some(callback) = &message.status_callback_url {
@@ -83,7 +90,7 @@ impl ProviderClient for VonageClient {
             .post(format!("{}/sms/json", self.base))
             .form(&form);
         match http::execute(request).await {
-            Ok(reply) if reply.status.is_success() => outcome(&reply),
+            Ok(reply) if reply.status.is_success() => outcome(&reply, &self.currency),
             Ok(reply) => http::classify_error(&reply, http::ProviderError::default()),
             Err(outcome) => outcome,
         }
@@ -109,7 +116,7 @@ impl ProviderClient for VonageClient {
     }
 }
 
-fn outcome(reply: &Reply) -> SendOutcome {
+fn outcome(reply: &Reply, currency: &str) -> SendOutcome {
     let body = reply.json().unwrap_or(Value::Null);
     let parts = body
         .get("messages")
@@ -136,8 +143,16 @@ fn outcome(reply: &Reply) -> SendOutcome {
                         .and_then(http::price_micros)
                 })
                 .collect();
-            let cost = prices.iter().copied().sum::<Option<i64>>();
-            http::accepted(field(first, "message-id"), cost, reply)
+            let price =
+                prices
+                    .iter()
+                    .copied()
+                    .sum::<Option<i64>>()
+                    .map(|micros| crate::pricing::Price {
+                        micros,
+                        currency: currency.to_owned(),
+                    });
+            http::accepted(field(first, "message-id"), price, reply)
         }
         "1" => SendOutcome::RateLimited {
             retry_after: None,

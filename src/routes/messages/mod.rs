@@ -59,7 +59,18 @@ pub struct MessageView {
     pub provider_id: Option<ProviderId>,
     pub provider_message_id: Option<String>,
     pub attempts: i32,
+    /// SMS: `GSM-7` or `UCS-2` (as sent, once sent: a provider's smart encoding may make a
+    /// body GSM-7).
+    #[schema(example = "GSM-7")]
+    pub encoding: Option<String>,
+    /// SMS: the segments carriers split it in (160/153 GSM-7 or 70/67 UCS-2 characters each).
+    pub segments: Option<i32>,
     pub cost_usd: Option<f64>,
+    /// The currency the price came in: the provider's when it reported one, else USD from the
+    /// price table.
+    pub cost_currency: Option<String>,
+    /// The price in `cost_currency`.
+    pub cost_amount: Option<f64>,
     pub error: Option<MessageError>,
     #[serde(serialize_with = "crate::domain::time::serialize_opt")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -183,7 +194,11 @@ impl From<Message> for MessageView {
             provider_id: m.provider_id.map(ProviderId::from_uuid),
             provider_message_id: m.provider_message_id,
             attempts: m.attempts,
+            encoding: m.encoding,
+            segments: m.segments,
             cost_usd: micros_to_usd(m.cost_usd_micros),
+            cost_currency: m.cost_currency,
+            cost_amount: micros_to_usd(m.cost_amount_micros),
             error: m.error_code.map(|code| MessageError {
                 code,
                 message: m.error_message,

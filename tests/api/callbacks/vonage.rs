@@ -114,7 +114,11 @@ async fn a_signed_form_receipt_delivers_the_message_with_its_price() {
     assert_eq!(first["duplicate"], false);
     let m = message(&s.app, &s.tenant, &id).await;
     assert_eq!(m["status"], "DELIVERED");
-    assert_eq!(m["cost_usd"], 0.0421);
+    // Vonage reports its price in the account's currency (EUR here), converted by the price
+    // table's rate (1.08).
+    assert_eq!(m["cost_currency"], "EUR", "{m}");
+    assert_eq!(m["cost_amount"], 0.0421, "{m}");
+    assert_eq!(m["cost_usd"], 0.045468, "{m}");
     let replay = accepted(post_form(&s, &params).await).await;
     assert_eq!(replay["duplicate"], true);
     assert_eq!(events(&s.app, DELIVERED).await, 1);

@@ -42,7 +42,7 @@ async fn sendgrid_posts_mail_send_with_our_ids_in_custom_args_and_reads_x_messag
         outcome,
         SendOutcome::Accepted {
             provider_message_id: "W5Q4ttQeQ5i0Uh0brS-9OA".into(),
-            cost_usd_micros: None
+            price: None
         }
     );
 

@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use cpaas::domain::{Channel, ProviderKind};
+use cpaas::pricing::Price;
 use cpaas::providers::SendOutcome;
 use serde_json::{Value, json};
 use wiremock::{MockServer, ResponseTemplate};
@@ -38,7 +39,10 @@ async fn twilio_sms_posts_the_messages_form_with_basic_auth_and_our_id_in_the_ca
         outcome,
         SendOutcome::Accepted {
             provider_message_id: TWILIO_SID.into(),
-            cost_usd_micros: Some(7_500)
+            price: Some(Price {
+                micros: 7_500,
+                currency: "USD".into()
+            })
         }
     );
 
@@ -79,7 +83,7 @@ async fn twilio_whatsapp_uses_prefixed_addresses_and_the_messaging_service() {
         outcome,
         SendOutcome::Accepted {
             provider_message_id: TWILIO_SID.into(),
-            cost_usd_micros: None
+            price: None
         }
     );
     let form = form(&only_request(&server).await);

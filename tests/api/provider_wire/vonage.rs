@@ -1,6 +1,7 @@
 //! Vonage SMS API.
 
 use cpaas::domain::{Channel, ProviderKind};
+use cpaas::pricing::Price;
 use cpaas::providers::SendOutcome;
 use serde_json::{Value, json};
 use wiremock::{MockServer, ResponseTemplate};
@@ -35,8 +36,12 @@ async fn vonage_posts_the_sms_form_with_our_id_as_client_ref_and_sums_part_price
         outcome(&server, &*client, &sms, reply).await,
         SendOutcome::Accepted {
             provider_message_id: "0A0000001234ABCD".into(),
-            cost_usd_micros: Some(66_600)
-        }
+            price: Some(Price {
+                micros: 66_600,
+                currency: "EUR".into()
+            })
+        },
+        "Vonage prices come in the account's currency, EUR unless config.currency says otherwise"
     );
     let request = only_request(&server).await;
     assert_eq!(request.url.path(), "/sms/json");
