@@ -114,12 +114,10 @@ impl PriceTable {
                 .transpose()
                 .map_err(at)?;
             let prefix = row.prefix.unwrap_or_default();
-            if !prefix.is_empty()
-                && !(prefix.starts_with('+')
-                    && prefix.len() > 1
-                    && prefix.len() <= 16
-                    && prefix[1..].chars().all(|c| c.is_ascii_digit()))
-            {
+            let digits = prefix.strip_prefix('+').unwrap_or("");
+            let well_formed = (1..=15).contains(&digits.len())
+                && digits.chars().all(|c| c.is_ascii_digit());
+            if !prefix.is_empty() && !well_formed {
                 return Err(at(format!("prefix {prefix:?} is not + and digits")));
             }
             let (usd, per_segment) = match (row.per_segment, row.per_message) {
