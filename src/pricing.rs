@@ -115,8 +115,8 @@ impl PriceTable {
                 .map_err(at)?;
             let prefix = row.prefix.unwrap_or_default();
             let digits = prefix.strip_prefix('+').unwrap_or("");
-            let well_formed = (1..=15).contains(&digits.len())
-                && digits.chars().all(|c| c.is_ascii_digit());
+            let well_formed =
+                (1..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
             if !prefix.is_empty() && !well_formed {
                 return Err(at(format!("prefix {prefix:?} is not + and digits")));
             }

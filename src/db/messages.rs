@@ -245,7 +245,7 @@ const CHECKED_MESSAGE_SQL: &str = "\
       SELECT 1 FROM providers p \
       WHERE p.tenant_id = $2 AND p.deleted_at IS NULL AND p.is_active \
         AND p.channels @> ARRAY[$3] AND ($10::uuid IS NULL OR p.id = $10) \
-        AND (NOT (p.config ? 'countries') OR p.config -> 'countries' ? $29::text) \
+        AND (NOT $30::bool OR NOT (p.config ? 'countries') OR p.config -> 'countries' ? $29::text) \
       LIMIT 1), \
     m AS ( \
       INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
@@ -308,6 +308,7 @@ pub async fn insert_checked_message(
                 .then(|| crate::domain::recipient::country_of(&row.recipient))
                 .flatten(),
         )
+        .bind::<diesel::sql_types::Bool, _>(row.channel.takes_phone_numbers())
         .cached()
         .get_result(conn)
         .await

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod circuit;
 pub mod deliver;
 pub mod durable;
+pub mod estimate;
 pub mod handler;
 pub mod outbound;
 pub mod pacing;

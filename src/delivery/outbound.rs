@@ -19,7 +19,7 @@ fn callback_kind(kind: ProviderKind) -> Option<&'static str> {
 
 /// The body as the provider gets it: an SMS through a provider with `config.smart_encoding`
 /// has its look-alike characters replaced so it stays GSM-7.
-fn sent_body(message: &Message, provider: &Provider) -> String {
+pub(super) fn sent_body(message: &Message, provider: &Provider) -> String {
     let smart = provider.config.get(SMART_ENCODING) == Some(&serde_json::Value::Bool(true));
     if message.channel == Channel::Sms && smart {
         crate::domain::sms::smart_encode(&message.body)

@@ -49,6 +49,22 @@ pub enum Route {
     Exhausted(&'static str, String),
 }
 
+/// The candidates that carry the message's destination: all of them, but for providers limited
+/// to some countries (`config.countries`) when its number is of none of them.
+pub fn serving<'a>(
+    message: &Message,
+    candidates: &'a [Candidate],
+) -> impl Iterator<Item = &'a Candidate> + 'a {
+    let channel = message.channel;
+    let country = channel
+        .takes_phone_numbers()
+        .then(|| country_of(&message.recipient))
+        .flatten();
+    candidates
+        .iter()
+        .filter(move |c| serves_country(&c.provider.config, channel, country.as_deref()))
+}
+
 /// The routing decision, and the provider whose open circuit turns half-open if its cool-down
 /// has passed (the caller writes that).
 pub fn choose(
@@ -58,18 +74,13 @@ pub fn choose(
     candidates: &[Candidate],
 ) -> (Route, Option<Uuid>) {
     // Providers limited to some countries (`config.countries`) only carry their numbers.
-    let serving: Vec<Candidate>;
+    let limited: Vec<Candidate>;
     let candidates = if candidates
         .iter()
         .any(|c| c.provider.config.get(COUNTRIES).is_some())
     {
-        let country = country_of(&message.recipient);
-        serving = candidates
-            .iter()
-            .filter(|c| serves_country(&c.provider.config, country.as_deref()))
-            .cloned()
-            .collect();
-        &serving[..]
+        limited = serving(message, candidates).cloned().collect();
+        &limited[..]
     } else {
         candidates
     };

@@ -220,9 +220,13 @@ pub const COUNTRIES: &str = "countries";
 /// characters (curly quotes, long dashes) replaced so they stay GSM-7.
 pub const SMART_ENCODING: &str = "smart_encoding";
 
-/// Whether a provider with `config` is routed to a recipient in `country` (`None`: not a phone
-/// number, or a number of no single country).
-pub fn serves_country(config: &Value, country: Option<&str>) -> bool {
+/// Whether a provider with `config` is routed to a message on `channel` whose recipient's
+/// number is of `country` (`None`: a number of no single country). `config.countries` limits
+/// the channels that take phone numbers only.
+pub fn serves_country(config: &Value, channel: super::Channel, country: Option<&str>) -> bool {
+    if !channel.takes_phone_numbers() {
+        return true;
+    }
     match (config.get(COUNTRIES).and_then(Value::as_array), country) {
         (None, _) => true,
         (Some(_), None) => false,

@@ -12,7 +12,7 @@ use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::valid::{Content, TemplateKey, check_body};
+use super::render::{Rendered, TemplateCache, render};
 use crate::db::chains::{self, NewChainStep, StepSpec};
 use crate::db::messages::{self as db, Message, NewMessage};
 use crate::domain::MessageStatus;
@@ -21,7 +21,6 @@ use crate::domain::recipient::country_of;
 use crate::domain::{Channel, ProviderId};
 use crate::error::{ApiError, ErrorCode};
 use crate::outbox::{self, OutboxEvent};
-use crate::templates::{self, TemplateRef};
 
 pub use super::request::SendRequest;
 pub use super::valid::{
@@ -35,6 +34,50 @@ pub async fn accept(
     tenant_id: Uuid,
     sends: Vec<Result<ValidSend, ApiError>>,
 ) -> Result<Vec<Result<Message, ApiError>>, ApiError> {
+    let (prepared, chain_steps) = prepare_all(conn, tenant_id, sends).await?;
+    let rows: Vec<NewMessage> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let inserted = db::insert_messages(conn, &rows).await?;
+    chains::insert_steps(conn, &chain_steps).await?;
+    let events: Vec<OutboxEvent> = inserted.iter().map(super::events::requested).collect();
+    outbox::enqueue(conn, &events).await?;
+
+    let mut inserted = inserted.into_iter();
+    Ok(prepared
+        .into_iter()
+        .map(|p| match p {
+            Ok(_) => inserted.next().ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("fewer rows inserted than prepared"))
+            }),
+            Err(e) => Err(e),
+        })
+        .collect())
+}
+
+/// What accepting `sends` would insert, writing nothing: each checked against the tenant's
+/// templates, opt-outs and providers as [`accept`] checks it, in order. A chain's later steps
+/// are left out (they become messages only if they are needed).
+pub async fn preview(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    sends: Vec<Result<ValidSend, ApiError>>,
+) -> Result<Vec<Result<Message, ApiError>>, ApiError> {
+    let (prepared, _) = prepare_all(conn, tenant_id, sends).await?;
+    Ok(prepared
+        .into_iter()
+        .map(|p| p.map(|row| row.as_inserted()))
+        .collect())
+}
+
+/// Every send's checks against the tenant's data, looked up once for them all: the rows to
+/// insert (or each send's refusal), and the steps of their chains.
+async fn prepare_all(
+    conn: &mut AsyncPgConnection,
+    tenant_id: Uuid,
+    sends: Vec<Result<ValidSend, ApiError>>,
+) -> Result<(Vec<Result<NewMessage, ApiError>>, Vec<NewChainStep>), ApiError> {
     let now = Utc::now();
     let recipients: Vec<String> = sends
         .iter()
@@ -52,7 +95,6 @@ pub async fn accept(
         .collect();
     let (opted, providers) = lookups(conn, tenant_id, recipients, channels).await?;
     let mut template_cache = TemplateCache::new();
-
     let mut prepared: Vec<Result<NewMessage, ApiError>> = Vec::with_capacity(sends.len());
     let mut chain_steps: Vec<NewChainStep> = Vec::new();
     for send in sends {
@@ -77,26 +119,7 @@ pub async fn accept(
             row
         }));
     }
-
-    let rows: Vec<NewMessage> = prepared
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
-    let inserted = db::insert_messages(conn, &rows).await?;
-    chains::insert_steps(conn, &chain_steps).await?;
-    let events: Vec<OutboxEvent> = inserted.iter().map(super::events::requested).collect();
-    outbox::enqueue(conn, &events).await?;
-
-    let mut inserted = inserted.into_iter();
-    Ok(prepared
-        .into_iter()
-        .map(|p| match p {
-            Ok(_) => inserted.next().ok_or_else(|| {
-                ApiError::internal(anyhow::anyhow!("fewer rows inserted than prepared"))
-            }),
-            Err(e) => Err(e),
-        })
-        .collect())
+    Ok((prepared, chain_steps))
 }
 
 /// Accepts one send in as few round trips as it allows: its template, if it names one, is
@@ -248,108 +271,6 @@ type Known<'a> = (
     &'a HashMap<Channel, Vec<db::ActiveProvider>>,
 );
 
-/// A send's content, rendered.
-struct Rendered {
-    subject: Option<String>,
-    body: String,
-    html_body: Option<String>,
-    template_id: Option<Uuid>,
-    template_version: Option<i32>,
-}
-
-type TemplateCache = HashMap<(TemplateKey, Channel), Option<crate::templates::Template>>;
-
-/// Renders a send's content for `channel`: its text as given, or its template (found, for
-/// the channel, approved) with its variables. `Ok(Err(_))` is this send's refusal.
-async fn render(
-    conn: &mut AsyncPgConnection,
-    tenant_id: Uuid,
-    channel: Channel,
-    content: Content,
-    template_cache: &mut TemplateCache,
-) -> Result<Result<Rendered, ApiError>, ApiError> {
-    let (by, variables, subject) = match content {
-        Content::Text {
-            subject,
-            body,
-            html_body,
-        } => {
-            return Ok(Ok(Rendered {
-                subject,
-                body,
-                html_body,
-                template_id: None,
-                template_version: None,
-            }));
-        }
-        Content::Template {
-            by,
-            variables,
-            subject,
-        } => (by, variables, subject),
-    };
-    let key = (by.clone(), channel);
-    if !template_cache.contains_key(&key) {
-        let found = match &by {
-            TemplateKey::Id(id) => {
-                templates::find_template(conn, tenant_id, TemplateRef::Id(*id)).await?
-            }
-            TemplateKey::Name { name, locale } => {
-                templates::find_template(
-                    conn,
-                    tenant_id,
-                    TemplateRef::Name {
-                        name,
-                        channel,
-                        locale,
-                    },
-                )
-                .await?
-            }
-        };
-        template_cache.insert(key.clone(), found);
-    }
-    let Some(template) = template_cache.get(&key).and_then(Option::as_ref) else {
-        return Ok(Err(ApiError::new(
-            ErrorCode::TemplateNotFound,
-            "template not found",
-        )));
-    };
-    if template.channel != channel.as_str() {
-        return Ok(Err(ApiError::invalid_field(
-            "template_id",
-            format!("the template is for {}, not {channel}", template.channel),
-        )));
-    }
-    if !template.is_approved() {
-        return Ok(Err(ApiError::new(
-            ErrorCode::TemplateNotApproved,
-            format!("the template is {}, not APPROVED", template.status),
-        )));
-    }
-    let rendered = match templates::render(template, &variables) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e.into())),
-    };
-    if let Err(e) = check_body(channel, &rendered.body) {
-        return Ok(Err(e));
-    }
-    let subject = subject.or(rendered.subject);
-    if channel == Channel::Email && subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
-        return Ok(Err(ApiError::invalid_field(
-            "subject",
-            "an e-mail needs a subject",
-        )));
-    }
-    Ok(Ok(Rendered {
-        subject,
-        body: rendered.body,
-        html_body: rendered.html_body,
-        template_id: Some(template.id),
-        template_version: Some(template.version),
-    }))
-}
-
 /// One send's checks; `Ok(Err(_))` is this send's refusal, `Err(_)` aborts the whole call.
 /// Without `known` the opt-out and provider checks are left to the statement that inserts it.
 /// A send with fallback steps comes back with them rendered, to be inserted beside it.
@@ -381,7 +302,7 @@ async fn prepare(
             .get(&channel)
             .map_or(&[][..], Vec::as_slice)
             .iter()
-            .filter(|p| serves_country(&p.config, country.as_deref()))
+            .filter(|p| serves_country(&p.config, channel, country.as_deref()))
             .map(|p| p.id)
             .collect();
         let usable = match send.pinned {

@@ -5,5 +5,6 @@ pub mod accept;
 pub mod chain;
 pub mod events;
 pub mod fallback;
+mod render;
 pub mod request;
 pub mod valid;

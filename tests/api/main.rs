@@ -17,6 +17,7 @@ mod chains;
 mod channels_end_to_end;
 mod cli;
 mod consumers;
+mod content_and_cost;
 mod delivery;
 mod envelope;
 mod faults;

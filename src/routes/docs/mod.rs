@@ -92,6 +92,7 @@ Every JSON answer is the envelope `{ data, error, page, meta }`; errors carry a 
         routes::metrics::metrics,
         routes::messages::send_message,
         routes::messages::send_bulk,
+        routes::messages::estimate_messages,
         routes::messages::list_messages,
         routes::messages::get_message,
         routes::messages::list_attempts,

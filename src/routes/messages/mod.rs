@@ -1,5 +1,6 @@
-//! `/cpaas/v1/messages`: send (single and bulk), list, get, attempts, cancel.
+//! `/cpaas/v1/messages`: send (single and bulk), estimate, list, get, attempts, cancel.
 
+mod estimate;
 mod read;
 mod send;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+pub use estimate::*;
 pub use read::*;
 pub use send::*;
 
@@ -20,6 +22,7 @@ use crate::domain::{Priority, ProviderId};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(send_message)
         .service(send_bulk)
+        .service(estimate_messages)
         .service(list_messages)
         .service(get_message)
         .service(list_attempts)

@@ -145,7 +145,11 @@ pub async fn send_message(
 
 /// Checks the plan tier against the channels of the send's fallback steps (the send's own
 /// channel is checked with its limit) and records it, for the steps' checks when they start.
-fn with_tier(state: &AppState, user: &AuthUser, send: ValidSend) -> ApiResult<ValidSend> {
+pub(super) fn with_tier(
+    state: &AppState,
+    user: &AuthUser,
+    send: ValidSend,
+) -> ApiResult<ValidSend> {
     for (i, channel) in send.fallback_channels().enumerate() {
         state
             .rate_limits
