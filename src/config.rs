@@ -105,6 +105,9 @@ pub struct Settings {
     /// `WEBHOOK_ALLOW_INTERNAL_HOSTS`: webhook URLs may name loopback, private and other
     /// non-public hosts, and deliveries connect to them (development only).
     pub webhook_allow_internal_hosts: bool,
+    /// `MEDIA_ALLOW_INTERNAL_HOSTS`: media URLs may use plain `http://` and name loopback,
+    /// private and other non-public hosts (development only).
+    pub media_allow_internal_hosts: bool,
     /// `PROVIDER_EXTRA_HOSTS`: hosts added to a provider kind's own (`KIND=host,…`).
     pub provider_extra_hosts: String,
     /// `TRUSTED_PROXIES`: the proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` name the
@@ -169,10 +172,12 @@ impl Settings {
         let insecure = flag(&get, "ALLOW_INSECURE_WEBHOOK_URLS", false)?;
         let webhook_allow_http = flag(&get, "WEBHOOK_ALLOW_HTTP", insecure)?;
         let webhook_allow_internal_hosts = flag(&get, "WEBHOOK_ALLOW_INTERNAL_HOSTS", insecure)?;
+        let media_allow_internal_hosts = flag(&get, "MEDIA_ALLOW_INTERNAL_HOSTS", false)?;
         if !dev {
             for (name, on) in [
                 ("WEBHOOK_ALLOW_HTTP", webhook_allow_http),
                 ("WEBHOOK_ALLOW_INTERNAL_HOSTS", webhook_allow_internal_hosts),
+                ("MEDIA_ALLOW_INTERNAL_HOSTS", media_allow_internal_hosts),
             ] {
                 if on {
                     return Err(ConfigError {
@@ -279,6 +284,7 @@ impl Settings {
             consumer_max_attempts: parse::<u32>(&get, "CONSUMER_MAX_ATTEMPTS", 10)?.max(1),
             webhook_allow_http,
             webhook_allow_internal_hosts,
+            media_allow_internal_hosts,
             app_env_defaulted: get("APP_ENV").is_none(),
             trusted_proxies: get("TRUSTED_PROXIES")
                 .unwrap_or_default()

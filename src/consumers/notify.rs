@@ -62,6 +62,7 @@ struct NotifyRequest {
     #[serde(rename = "ttlSecs", alias = "ttl_secs")]
     ttl_secs: Option<i64>,
     fallback: Option<Vec<FallbackStep>>,
+    media: Option<Vec<crate::domain::media::MediaRequest>>,
 }
 
 /// The request as a validated send with its notification id.
@@ -97,6 +98,7 @@ fn parse(data: &Value, now: DateTime<Utc>) -> Result<(ValidSend, Option<String>)
             priority: req.priority,
             ttl_secs: req.ttl_secs,
             fallback: req.fallback,
+            media: req.media,
         },
         now,
     )?;

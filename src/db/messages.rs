@@ -61,6 +61,8 @@ pub struct Message {
     pub cost_currency: Option<String>,
     /// The price in that currency, in millionths.
     pub cost_amount_micros: Option<i64>,
+    /// `[{ url, content_type, filename }]`, when it carries media.
+    pub media: Option<Value>,
 }
 
 /// The columns of [`Message`] for raw SQL that returns messages from the table aliased `m`.
@@ -73,7 +75,7 @@ pub const MESSAGE_COLUMNS: &str = "\
     m.metadata, m.source_event_id, m.scheduled_at, m.created_at, m.updated_at, m.sent_at, \
     m.delivered_at, m.read_at, m.failed_at, m.cancelled_at, m.notification_id, m.html_body, m.reply_to, \
     m.priority, m.expires_at, m.chain_id, m.encoding, m.segments, m.cost_currency, \
-    m.cost_amount_micros";
+    m.cost_amount_micros, m.media";
 
 /// A message to insert.
 #[derive(Clone, Debug, Insertable)]
@@ -102,6 +104,7 @@ pub struct NewMessage {
     pub chain_id: Option<Uuid>,
     pub encoding: Option<String>,
     pub segments: Option<i32>,
+    pub media: Option<Value>,
 }
 
 impl NewMessage {
@@ -146,6 +149,7 @@ impl NewMessage {
             segments: self.segments,
             cost_currency: None,
             cost_amount_micros: None,
+            media: self.media.clone(),
         }
     }
 }
@@ -251,9 +255,9 @@ const CHECKED_MESSAGE_SQL: &str = "\
       INSERT INTO messages (id, tenant_id, channel, recipient, status, subject, body, \
         template_id, template_version, pinned_provider_id, metadata, source_event_id, \
         scheduled_at, created_at, updated_at, notification_id, html_body, reply_to, priority, \
-        expires_at, chain_id, encoding, segments) \
+        expires_at, chain_id, encoding, segments, media) \
       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-        $19, $25, $26, $27, $28 \
+        $19, $25, $26, $27, $28, $31 \
       WHERE NOT EXISTS (SELECT 1 FROM blocked) AND EXISTS (SELECT 1 FROM usable) \
       RETURNING id, tenant_id), \
     o AS ( \
@@ -309,6 +313,7 @@ pub async fn insert_checked_message(
                 .flatten(),
         )
         .bind::<diesel::sql_types::Bool, _>(row.channel.takes_phone_numbers())
+        .bind::<Nullable<Jsonb>, _>(row.media.as_ref())
         .cached()
         .get_result(conn)
         .await

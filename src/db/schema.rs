@@ -163,6 +163,7 @@ diesel::table! {
         segments -> Nullable<Int4>,
         cost_currency -> Nullable<Text>,
         cost_amount_micros -> Nullable<Int8>,
+        media -> Nullable<Jsonb>,
     }
 }
 

@@ -57,5 +57,10 @@ pub fn outbound(
         validity: message
             .expires_at
             .and_then(|at| (at - chrono::Utc::now()).to_std().ok()),
+        media: message
+            .media
+            .as_ref()
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default(),
     }
 }

@@ -253,6 +253,7 @@ mod tests {
             segments: None,
             cost_currency: None,
             cost_amount_micros: None,
+            media: None,
         }
     }
 

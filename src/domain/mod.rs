@@ -2,6 +2,7 @@
 
 pub mod channel;
 pub mod ids;
+pub mod media;
 pub mod opt_out;
 pub mod priority;
 pub mod provider_kind;

@@ -25,6 +25,7 @@ use crate::outbox::{self, OutboxEvent};
 pub use super::request::SendRequest;
 pub use super::valid::{
     BODY_MAX_BYTES, MAX_SCHEDULE_DAYS, METADATA_MAX_BYTES, SMS_MAX_CHARS, ValidSend, validate,
+    validate_with,
 };
 
 /// Checks valid sends against the tenant's data and inserts the acceptable ones with their
@@ -407,6 +408,10 @@ async fn prepare(
             chain_id,
             encoding,
             segments,
+            media: (!send.media.is_empty())
+                .then(|| serde_json::to_value(&send.media))
+                .transpose()
+                .map_err(ApiError::internal)?,
         },
         steps,
     )))

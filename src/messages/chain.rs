@@ -332,6 +332,7 @@ fn step_message(
         chain_id: Some(first.id),
         encoding,
         segments,
+        media: None,
     })
 }
 

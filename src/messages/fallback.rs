@@ -150,6 +150,7 @@ fn validate_step(
         priority: None,
         ttl_secs: None,
         fallback: None,
+        media: None,
     };
     if !own_content {
         if let Some(name) = &defaults.template_name {

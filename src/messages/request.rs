@@ -57,6 +57,11 @@ pub struct SendRequest {
     /// or has not reached DELIVERED within the next step's `after_secs`. DELIVERED (or READ)
     /// ends the chain.
     pub fallback: Option<Vec<FallbackStep>>,
+    /// Pictures and files by URL: an MMS (SMS through Twilio; up to 10), one WhatsApp image,
+    /// video, audio or document, e-mail attachments (up to 10, fetched when the message is
+    /// sent, 5 MiB each and 10 MiB in all), one push notification image. With media the text
+    /// may be left out (it is the caption where the channel shows one).
+    pub media: Option<Vec<crate::domain::media::MediaRequest>>,
 }
 
 /// One fallback step of a send. `recipient` defaults to the send's when the channels share an

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::ids::TemplateId;
+use crate::domain::media::{self, MediaItem};
 use crate::domain::recipient::{EmailAddress, Recipient};
 use crate::domain::{Channel, PlanTier, Priority, ProviderId};
 use crate::error::{ApiError, ErrorCode};
@@ -63,6 +64,7 @@ pub struct ValidSend {
     pub(super) fallback: Vec<ValidStep>,
     /// The plan tier the later steps are checked against (the caller's).
     pub(super) plan_tier: PlanTier,
+    pub(super) media: Vec<MediaItem>,
 }
 
 impl ValidSend {
@@ -116,9 +118,21 @@ pub(super) fn check_body(channel: Channel, body: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Parses a request into domain types; no database involved.
-pub fn validate(mut req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiError> {
+/// Parses a request into domain types; no database involved. Media URLs must be `https://` on
+/// public hosts.
+pub fn validate(req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, ApiError> {
+    validate_with(req, now, false)
+}
+
+/// [`validate`], letting media URLs point at internal hosts over plain http when
+/// `allow_internal_media` (development only).
+pub fn validate_with(
+    mut req: SendRequest,
+    now: DateTime<Utc>,
+    allow_internal_media: bool,
+) -> Result<ValidSend, ApiError> {
     let fallback = req.fallback.take().map(|steps| (Defaults::of(&req), steps));
+    let media_requested = req.media.take().unwrap_or_default();
     let channel: Channel = req
         .channel
         .parse()
@@ -166,11 +180,16 @@ pub fn validate(mut req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, A
             "give either html_body or a template, not both",
         ));
     }
-    // An e-mail with an HTML part may leave its plain-text part to be derived from it.
+    // An e-mail with an HTML part may leave its plain-text part to be derived from it, and a
+    // send with media its text altogether.
     let message_body = match (req.message_body, &html_body) {
         (None, Some(html)) => Some(crate::templates::html_to_text(html)),
+        (None, None) if !media_requested.is_empty() && !template_given => Some(String::new()),
         (body, _) => body,
     };
+    let has_text = template_given || message_body.as_deref().is_some_and(|b| !b.is_empty());
+    let media = media::check(channel, media_requested, has_text, allow_internal_media)
+        .map_err(|e| ApiError::validation(vec![e]))?;
     let content = match (message_body, template_given) {
         (Some(_), true) => {
             return Err(ApiError::invalid_field(
@@ -179,7 +198,9 @@ pub fn validate(mut req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, A
             ));
         }
         (Some(body), false) => {
-            check_body(channel, &body)?;
+            if !body.is_empty() || media.is_empty() {
+                check_body(channel, &body)?;
+            }
             if channel == Channel::Email
                 && req.subject.as_deref().is_none_or(|s| s.trim().is_empty())
             {
@@ -281,6 +302,7 @@ pub fn validate(mut req: SendRequest, now: DateTime<Utc>) -> Result<ValidSend, A
         ttl,
         fallback,
         plan_tier: PlanTier::Free,
+        media,
     })
 }
 

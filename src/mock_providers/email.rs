@@ -6,6 +6,29 @@ use serde_json::{Value, json};
 use super::state::{Answer, MockKind, MockState, Seen};
 use super::wire;
 
+/// The file names of a request's attachments.
+fn names(attachments: Option<&Vec<Value>>, key: &str) -> Vec<String> {
+    attachments
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.get(key).and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// Whether an attachment carries base64 content and a file name, as the real APIs require.
+fn attachment_ok(attachment: &Value, content: &str, filename: &str) -> bool {
+    use base64::Engine;
+    let decodes = attachment
+        .get(content)
+        .and_then(Value::as_str)
+        .is_some_and(|c| base64::engine::general_purpose::STANDARD.decode(c).is_ok());
+    decodes
+        && attachment
+            .get(filename)
+            .and_then(Value::as_str)
+            .is_some_and(|f| !f.is_empty())
+}
+
 fn sendgrid_error(status: u16, message: &str, field: Option<&str>) -> HttpResponse {
     HttpResponse::build(wire::status(status))
         .json(json!({"errors": [{"message": message, "field": field, "help": null}]}))
@@ -20,11 +43,15 @@ pub async fn sendgrid(
     let body = wire::json(&body);
     let id = wire::sendgrid_id();
     let to = wire::text_at(&body, "/personalizations/0/to/0/email");
+    let attachments = body.get("attachments").and_then(Value::as_array);
     let seen = Seen {
         message_id: wire::text_at(&body, "/personalizations/0/custom_args/message_id"),
         recipient: to.clone(),
         provider_message_id: Some(id.clone()),
+        media: names(attachments, "filename"),
     };
+    let bad_attachment = attachments
+        .is_some_and(|list| !list.iter().all(|a| attachment_ok(a, "content", "filename")));
     let refusal = if !wire::has_bearer(&req) {
         Some(sendgrid_error(
             401,
@@ -42,6 +69,12 @@ pub async fn sendgrid(
             400,
             "The from object must be provided for every email send.",
             Some("from"),
+        ))
+    } else if bad_attachment {
+        Some(sendgrid_error(
+            400,
+            "The attachment content must be base64 encoded, with a filename.",
+            Some("attachments"),
         ))
     } else {
         None
@@ -93,11 +126,20 @@ pub async fn ses(state: web::Data<MockState>, req: HttpRequest, body: web::Bytes
     let body = wire::json(&body);
     let id = wire::ses_id();
     let to = wire::text_at(&body, "/Destination/ToAddresses/0");
+    let attachments = body
+        .pointer("/Content/Simple/Attachments")
+        .and_then(Value::as_array);
     let seen = Seen {
         message_id: tag(&body, "message_id"),
         recipient: to.clone(),
         provider_message_id: Some(id.clone()),
+        media: names(attachments, "FileName"),
     };
+    let bad_attachment = attachments.is_some_and(|list| {
+        !list
+            .iter()
+            .all(|a| attachment_ok(a, "RawContent", "FileName"))
+    });
     let refusal = if !wire::has_sigv4(&req) {
         Some(ses_error(
             403,
@@ -109,6 +151,12 @@ pub async fn ses(state: web::Data<MockState>, req: HttpRequest, body: web::Bytes
             400,
             "BadRequestException",
             "FromEmailAddress and Destination.ToAddresses are required",
+        ))
+    } else if bad_attachment {
+        Some(ses_error(
+            400,
+            "BadRequestException",
+            "Attachments need a base64 RawContent and a FileName",
         ))
     } else {
         None

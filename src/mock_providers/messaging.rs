@@ -47,6 +47,11 @@ async fn twilio_create(
     call: bool,
 ) -> HttpResponse {
     let form = wire::form(&body);
+    // `MediaUrl` repeats, once per item of an MMS.
+    let media: Vec<String> = url::form_urlencoded::parse(&body)
+        .filter(|(k, _)| k == "MediaUrl")
+        .map(|(_, v)| v.into_owned())
+        .collect();
     let sid = format!("{}{}", if call { "CA" } else { "SM" }, wire::hex32());
     let seen = Seen {
         message_id: form
@@ -54,6 +59,7 @@ async fn twilio_create(
             .and_then(|u| wire::query_param(u, "message_id")),
         recipient: form.get("To").cloned(),
         provider_message_id: Some(sid.clone()),
+        media: media.clone(),
     };
     if let Some(refusal) = twilio_refusal(&req, &form) {
         state.reject(MockKind::Twilio, req.path(), seen);
@@ -85,7 +91,7 @@ async fn twilio_create(
                 body["date_sent"] = Value::Null;
                 body["error_code"] = Value::Null;
                 body["error_message"] = Value::Null;
-                body["num_media"] = json!("0");
+                body["num_media"] = json!(media.len().to_string());
                 body["num_segments"] = json!("1");
             }
             HttpResponse::Created().json(body)
@@ -139,10 +145,15 @@ pub async fn meta_messages(
     let body = wire::json(&body);
     let to = wire::text_at(&body, "/to");
     let id = wire::wamid(to.as_deref().unwrap_or_default());
+    let kind = body.get("type").and_then(Value::as_str).unwrap_or("text");
+    let media_link = ["image", "video", "audio", "sticker", "document"]
+        .contains(&kind)
+        .then(|| wire::text_at(&body, &format!("/{kind}/link")));
     let seen = Seen {
         message_id: wire::text_at(&body, "/biz_opaque_callback_data"),
         recipient: to.clone(),
         provider_message_id: Some(id.clone()),
+        media: media_link.clone().flatten().into_iter().collect(),
     };
     let refusal = if !wire::has_bearer(&req) {
         Some(graph_error(
@@ -164,6 +175,13 @@ pub async fn meta_messages(
             100,
             "Invalid parameter",
             "The parameter to is required.",
+        ))
+    } else if media_link == Some(None) {
+        Some(graph_error(
+            400,
+            100,
+            "Invalid parameter",
+            &format!("The parameter {kind}['link'] or {kind}['id'] is required."),
         ))
     } else {
         None

@@ -36,6 +36,9 @@ pub async fn fcm_send(
         message_id: wire::text_at(&body, "/message/data/message_id"),
         recipient: token.clone(),
         provider_message_id: Some(name.clone()),
+        media: wire::text_at(&body, "/message/notification/image")
+            .into_iter()
+            .collect(),
     };
     let refusal = if !wire::has_bearer(&req) {
         Some(HttpResponse::Unauthorized().json(json!({"error": {

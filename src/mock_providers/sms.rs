@@ -51,6 +51,7 @@ pub async fn vonage_sms(
         message_id: fields.get("client-ref").cloned(),
         recipient: fields.get("to").cloned(),
         provider_message_id: ids.first().cloned(),
+        media: Vec::new(),
     };
     let missing = ["api_key", "api_secret", "from", "to", "text"]
         .into_iter()
@@ -136,6 +137,7 @@ pub async fn sns(state: web::Data<MockState>, req: HttpRequest, body: web::Bytes
         message_id: None,
         recipient: phone.clone(),
         provider_message_id: Some(id.clone()),
+        media: Vec::new(),
     };
     let refusal = if !wire::has_sigv4(&req) {
         Some(sns_error(

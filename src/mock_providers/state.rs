@@ -72,6 +72,8 @@ pub struct Seen {
     pub message_id: Option<String>,
     pub recipient: Option<String>,
     pub provider_message_id: Option<String>,
+    /// The media it carried: URLs (MMS, WhatsApp, push) or attachment file names (e-mail).
+    pub media: Vec<String>,
 }
 
 /// One received request.
@@ -83,6 +85,8 @@ pub struct RecordedRequest {
     pub message_id: Option<String>,
     pub recipient: Option<String>,
     pub provider_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<String>,
     pub outcome: Outcome,
     pub received_at: DateTime<Utc>,
 }
@@ -211,6 +215,7 @@ impl MockState {
             path: path.to_owned(),
             message_id: seen.message_id,
             recipient: seen.recipient,
+            media: seen.media,
             provider_message_id: match outcome {
                 Outcome::Ok | Outcome::Delayed | Outcome::TimedOut => seen.provider_message_id,
                 _ => None,

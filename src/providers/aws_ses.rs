@@ -104,7 +104,21 @@ impl ProviderClient for SesClient {
         let Some(subject) = message.subject.as_deref() else {
             return super::sendgrid::missing_subject();
         };
-        let body = self.body(message, subject).to_string().into_bytes();
+        let mut body = self.body(message, subject);
+        if !message.media.is_empty() {
+            let attachments = match super::media::fetch_all(&self.http, &message.media).await {
+                Ok(attachments) => attachments,
+                Err(outcome) => return outcome,
+            };
+            body["Content"]["Simple"]["Attachments"] = attachments
+                .into_iter()
+                .map(|a| {
+                    json!({"RawContent": a.base64, "ContentType": a.content_type,
+                           "FileName": a.filename, "ContentDisposition": "ATTACHMENT"})
+                })
+                .collect();
+        }
+        let body = body.to_string().into_bytes();
         let url = format!("{}/v2/email/outbound-emails", self.base);
         let request = match self
             .signer

@@ -73,6 +73,9 @@ impl ProviderClient for SnsClient {
         if message.channel != Channel::Sms {
             return super::unsupported_channel(ProviderKind::AwsSns, message.channel);
         }
+        if !message.media.is_empty() {
+            return super::media::unsupported(ProviderKind::AwsSns);
+        }
         let body = self.form(message).into_bytes();
         let request = match self.signer.signed_post(&self.http, &self.url, FORM, body) {
             Ok(request) => request,

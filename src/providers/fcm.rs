@@ -214,6 +214,9 @@ impl ProviderClient for FcmClient {
         if let Some(title) = &message.subject {
             notification["title"] = json!(title);
         }
+        if let Some(image) = message.media.first() {
+            notification["image"] = json!(image.url);
+        }
         let mut body = json!({"message": {
             "token": message.recipient,
             "notification": notification,

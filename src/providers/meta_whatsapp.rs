@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use super::http::{self, Hint, ProviderError, Reply};
 use super::{CallError, OutboundMessage, ProviderClient, ProviderSettings, SendOutcome};
+use crate::domain::media::WhatsappMedia;
 use crate::domain::{Channel, ProviderKind};
 
 const DEFAULT_BASE: &str = "https://graph.facebook.com";
@@ -146,10 +147,24 @@ fn body(message: &OutboundMessage) -> Value {
             body["type"] = json!("template");
             body["template"] = spec;
         }
-        None => {
-            body["type"] = json!("text");
-            body["text"] = json!({"body": message.body});
-        }
+        None => match message.media.first() {
+            Some(item) => {
+                let kind = WhatsappMedia::of(&item.content_type);
+                let mut media = json!({"link": item.url});
+                if kind.takes_caption() && !message.body.is_empty() {
+                    media["caption"] = json!(message.body);
+                }
+                if kind == WhatsappMedia::Document {
+                    media["filename"] = json!(item.filename);
+                }
+                body["type"] = json!(kind.as_str());
+                body[kind.as_str()] = media;
+            }
+            None => {
+                body["type"] = json!("text");
+                body["text"] = json!({"body": message.body});
+            }
+        },
     }
     body
 }

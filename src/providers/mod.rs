@@ -12,6 +12,7 @@ pub mod aws_sns;
 pub mod fcm;
 pub mod hosts;
 pub mod http;
+pub mod media;
 pub mod meta_whatsapp;
 pub mod registry;
 pub mod resolver;
@@ -57,6 +58,8 @@ pub struct OutboundMessage {
     /// What is left of the message's validity window (`ttl_secs`), for providers that take
     /// one.
     pub validity: Option<std::time::Duration>,
+    /// Pictures and files by URL (MMS, WhatsApp media, e-mail attachments, a push image).
+    pub media: Vec<crate::domain::media::MediaItem>,
 }
 
 /// A template held by the provider (WhatsApp template messages).

@@ -125,6 +125,7 @@ mod tests {
             metadata: Value::Null,
             status_callback_url: None,
             validity: None,
+            media: Vec::new(),
         }
     }
 

@@ -79,6 +79,19 @@ impl ProviderClient for SendgridClient {
         if let Some(reply_to) = &message.reply_to {
             body["reply_to"] = json!({"email": reply_to});
         }
+        if !message.media.is_empty() {
+            let attachments = match super::media::fetch_all(&self.http, &message.media).await {
+                Ok(attachments) => attachments,
+                Err(outcome) => return outcome,
+            };
+            body["attachments"] = attachments
+                .into_iter()
+                .map(|a| {
+                    json!({"content": a.base64, "type": a.content_type, "filename": a.filename,
+                           "disposition": "attachment"})
+                })
+                .collect();
+        }
         let request = self
             .http
             .post(format!("{}/v3/mail/send", self.base))

@@ -77,6 +77,10 @@ impl TwilioClient {
             (None, None) => {}
         }
         form.push(("Body", message.body.clone()));
+        // An SMS with media is an MMS; WhatsApp takes them the same way.
+        for item in &message.media {
+            form.push(("MediaUrl", item.url.clone()));
+        }
         if let Some(callback) = status_callback(message) {
             form.push(("StatusCallback", callback));
         }

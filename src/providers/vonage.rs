@@ -63,6 +63,9 @@ impl ProviderClient for VonageClient {
         if message.channel != Channel::Sms {
             return super::unsupported_channel(ProviderKind::Vonage, message.channel);
         }
+        if !message.media.is_empty() {
+            return super::media::unsupported(ProviderKind::Vonage);
+        }
         let mut form = vec![
             ("api_key", self.api_key.as_str()),
             ("api_secret", self.api_secret.as_str()),

@@ -27,6 +27,7 @@ mod idempotency;
 mod internal_key;
 mod kafka;
 mod lanes;
+mod media;
 mod messages;
 mod metrics;
 mod mock_providers;

@@ -76,6 +76,7 @@ pub fn message(channel: Channel, recipient: &str) -> OutboundMessage {
         metadata: json!({}),
         status_callback_url: None,
         validity: None,
+        media: Vec::new(),
     }
 }
 

@@ -109,7 +109,9 @@ pub async fn estimate_messages(
         .map(|item| {
             let send = serde_json::from_value::<SendRequest>(item)
                 .map_err(|e| ApiError::validation(vec![FieldError::new("body", e.to_string())]))
-                .and_then(|r| accept::validate(r, now))?;
+                .and_then(|r| {
+                    accept::validate_with(r, now, state.settings.media_allow_internal_hosts)
+                })?;
             state.rate_limits.allows(user.plan_tier, send.channel())?;
             super::send::with_tier(&state, &user, send)
         })

@@ -102,6 +102,10 @@ pub struct MessageView {
     pub failed_at: Option<DateTime<Utc>>,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// Pictures and files it carries by URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::domain::media::MediaItem>>)]
+    pub media: Option<Value>,
     /// The fallback chain it belongs to: the id of the chain's first message.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -215,6 +219,7 @@ impl From<Message> for MessageView {
             read_at: m.read_at,
             failed_at: m.failed_at,
             metadata: m.metadata,
+            media: m.media,
             chain_id: m.chain_id.map(MessageId::from_uuid),
             chain: None,
         }

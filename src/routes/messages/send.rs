@@ -111,7 +111,11 @@ pub async fn send_message(
     body: web::Json<SendRequest>,
 ) -> ApiResult<Reply> {
     user.require(Permission::Send)?;
-    let send = accept::validate(body.into_inner(), chrono::Utc::now())?;
+    let send = accept::validate_with(
+        body.into_inner(),
+        chrono::Utc::now(),
+        state.settings.media_allow_internal_hosts,
+    )?;
     let send = with_tier(&state, &user, send)?;
     let meta = Meta::of(&req);
     let tenant = user.tenant_id;
@@ -203,7 +207,9 @@ pub async fn send_bulk(
         .map(|item| {
             serde_json::from_value::<SendRequest>(item)
                 .map_err(|e| ApiError::validation(vec![FieldError::new("body", e.to_string())]))
-                .and_then(|r| accept::validate(r, now))
+                .and_then(|r| {
+                    accept::validate_with(r, now, state.settings.media_allow_internal_hosts)
+                })
                 .and_then(|send| with_tier(&state, &user, send))
                 .map(|send| send.with_default_priority(Priority::Bulk))
         })

@@ -287,3 +287,35 @@ async fn fcm_carries_the_validity_window_as_android_ttl_and_apns_expiration() {
         "{expires} vs {now}"
     );
 }
+
+#[tokio::test]
+async fn fcm_sends_a_push_image_as_the_notifications_image() {
+    let server = MockServer::start().await;
+    mount_token(&server, token_ok(3599)).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"name": "projects/acme-push/messages/1"})),
+        )
+        .mount(&server)
+        .await;
+    let (config, creds) = fcm_settings(&server);
+    let client = client(ProviderKind::Fcm, config, creds);
+    let mut push = push();
+    push.media = vec![cpaas::domain::media::MediaItem {
+        url: "https://tickets.example.com/banner.png".into(),
+        content_type: "image/png".into(),
+        filename: "banner.png".into(),
+    }];
+    assert!(matches!(
+        client.send(&push).await,
+        cpaas::providers::SendOutcome::Accepted { .. }
+    ));
+    let sent = server.received_requests().await.unwrap();
+    let body: Value = serde_json::from_slice(&sent.last().unwrap().body).unwrap();
+    assert_eq!(
+        body["message"]["notification"]["image"], "https://tickets.example.com/banner.png",
+        "{body}"
+    );
+}
