@@ -16,6 +16,7 @@ pub mod opt_outs;
 pub mod providers;
 pub mod rate_limits;
 pub mod schema;
+pub mod send_checks;
 pub mod templates;
 pub mod tx;
 pub mod users;
