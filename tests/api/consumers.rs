@@ -85,6 +85,31 @@ async fn a_requested_event_creates_one_message_even_when_redelivered() {
 }
 
 #[actix_web::test]
+async fn a_requested_event_may_carry_a_fallback_chain_in_camel_case() {
+    let mut prefix = String::new();
+    let app = spawn_app_with(|env| prefix = with_nats(env).1).await;
+    let data = json!({
+        "tenantId": DEV_TENANT.to_string(), "channel": "WHATSAPP", "recipient": "+14155552671",
+        "body": "Doors open at 19:00",
+        "fallback": [ { "channel": "SMS", "afterSecs": 60 },
+                      { "channel": "EMAIL", "recipient": "ana@example.com",
+                        "messageBody": "Doors open at 19:00", "subject": "Doors" } ]
+    });
+    publish(
+        &prefix,
+        "chain",
+        &request("evt-3b9c1f0e-6c1d-4e0a-9b51-2d7e8f9a0b12", data),
+    )
+    .await;
+    let steps = "SELECT count(*) AS n FROM message_chain_steps s JOIN messages m \
+                 ON m.id = s.chain_id AND m.source_event_id = 'evt-3b9c1f0e-6c1d-4e0a-9b51-2d7e8f9a0b12'";
+    assert_eq!(wait_for(&app, steps, 3).await, 3);
+    let waiting = "SELECT count(*) AS n FROM message_chain_steps \
+                   WHERE step = 1 AND state = 'PENDING' AND after_secs = 60 AND due_at IS NOT NULL";
+    assert_eq!(count(&app, waiting).await, 1);
+}
+
+#[actix_web::test]
 async fn an_invalid_request_is_recorded_as_refused_and_not_retried() {
     let mut prefix = String::new();
     let app = spawn_app_with(|env| prefix = with_nats(env).1).await;
