@@ -97,28 +97,8 @@ fn whatsapp_then_sms(after_secs: Option<i64>) -> Value {
             "fallback": [step] })
 }
 
-/// Drains the outbox until a drain finds nothing (events beget events along a chain).
-async fn drain(app: &TestApp) {
-    for _ in 0..10 {
-        let report = app
-            .internal_post("/cpaas/v1/_internal/process-outbox")
-            .await;
-        if report["claimed"] == 0 {
-            return;
-        }
-    }
-    panic!("the outbox never ran dry");
-}
-
 async fn message(s: &Setup, id: &str) -> Value {
-    json(
-        s.app
-            .get(&format!("/cpaas/v1/messages/{id}"), &s.sender)
-            .await,
-    )
-    .await
-    .1["data"]
-        .clone()
+    s.app.message(&s.sender, id).await
 }
 
 async fn send(s: &Setup, body: &Value) -> String {
@@ -174,7 +154,7 @@ async fn whatsapp_refused_for_good_sends_the_sms_step_once_with_one_fallback_eve
         (&json!("SMS"), &json!("PENDING"))
     );
 
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
 
     assert_eq!(s.meta.received_requests().await.unwrap().len(), 1);
     let sms_calls = s.twilio.received_requests().await.unwrap();
@@ -212,7 +192,7 @@ async fn whatsapp_refused_for_good_sends_the_sms_step_once_with_one_fallback_eve
     assert_eq!(data["chainId"], wa.as_str());
 
     // Draining again, or the job, starts nothing more.
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     job(&s.app, "advance-chains").await;
     assert_eq!(s.twilio.received_requests().await.unwrap().len(), 1);
     assert_eq!(fallback_events(&s).await.len(), 1);
@@ -229,9 +209,9 @@ async fn a_delivered_whatsapp_step_sends_no_sms_even_when_its_after_secs_runs_ou
     .await;
     assert_eq!(status, 202, "{created}");
     let wa = created["data"]["id"].as_str().unwrap().to_owned();
-    drain(&app).await;
+    app.drain_until_dry().await;
     job(&app, "sandbox-reports").await;
-    drain(&app).await;
+    app.drain_until_dry().await;
     let (_, m) = json(app.get(&format!("/cpaas/v1/messages/{wa}"), &sender).await).await;
     assert_eq!(m["data"]["status"], "DELIVERED", "{m}");
     assert_eq!(m["data"]["chain"][1]["status"], "SKIPPED", "{m}");
@@ -239,7 +219,7 @@ async fn a_delivered_whatsapp_step_sends_no_sms_even_when_its_after_secs_runs_ou
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let report = job(&app, "advance-chains").await;
     assert_eq!(report["counts"].get("started"), None, "{report}");
-    drain(&app).await;
+    app.drain_until_dry().await;
     let sms = format!(
         "SELECT count(*) AS n FROM messages WHERE tenant_id = '{tenant}' AND channel = 'SMS'"
     );
@@ -259,7 +239,7 @@ async fn a_delivered_whatsapp_step_sends_no_sms_even_when_its_after_secs_runs_ou
 async fn a_whatsapp_step_not_delivered_within_after_secs_moves_the_chain_to_sms() {
     let s = setup(meta_accepts()).await;
     let wa = send(&s, &whatsapp_then_sms(Some(1))).await;
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     assert_eq!(message(&s, &wa).await["status"], "SENT");
     let early = job(&s.app, "advance-chains").await;
     assert_eq!(early["counts"].get("started"), None, "not due yet: {early}");
@@ -268,7 +248,7 @@ async fn a_whatsapp_step_not_delivered_within_after_secs_moves_the_chain_to_sms(
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let report = job(&s.app, "advance-chains").await;
     assert_eq!(report["counts"]["started"], 1, "{report}");
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     assert_eq!(s.twilio.received_requests().await.unwrap().len(), 1);
     let first = message(&s, &wa).await;
     assert_eq!(
@@ -293,11 +273,11 @@ async fn a_late_step_not_yet_handed_to_a_provider_is_cancelled_when_the_next_one
     )
     .await;
     let wa = send(&s, &whatsapp_then_sms(Some(1))).await;
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     assert_eq!(message(&s, &wa).await["status"], "QUEUED");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(job(&s.app, "advance-chains").await["counts"]["started"], 1);
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     let first = message(&s, &wa).await;
     assert_eq!(first["status"], "CANCELLED", "{first}");
     assert_eq!(first["chain"][1]["status"], "SENT", "{first}");
@@ -330,7 +310,7 @@ async fn cancelling_a_step_cancels_what_is_left_of_its_chain() {
 
     // Already sent: cancelling stops the steps after it, and answers 200 while some were left.
     let wa = send(&s, &whatsapp_then_sms(Some(60))).await;
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     let path = format!("/cpaas/v1/messages/{wa}/cancel");
     let (status, answer) = json(s.app.post(&path, &s.sender, &json!({})).await).await;
     assert_eq!(status, 200, "{answer}");
@@ -353,7 +333,7 @@ async fn cancelling_a_step_cancels_what_is_left_of_its_chain() {
     .await
     .unwrap();
     job(&s.app, "advance-chains").await;
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     assert!(s.twilio.received_requests().await.unwrap().is_empty());
     assert!(fallback_events(&s).await.is_empty());
 }
@@ -373,7 +353,7 @@ async fn an_opted_out_sms_recipient_ends_the_chain_with_the_steps_error() {
     .await;
     assert_eq!(status, 201, "{body}");
     let wa = send(&s, &whatsapp_then_sms(None)).await;
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     let first = message(&s, &wa).await;
     assert_eq!(first["status"], "FAILED");
     let step = &first["chain"][1];
@@ -483,7 +463,7 @@ async fn bulk_items_carry_their_own_chains_and_a_replayed_send_makes_no_second_c
     .await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["data"]["accepted"], 2, "{answer}");
-    drain(&s.app).await;
+    s.app.drain_until_dry().await;
     let sms = s.twilio.received_requests().await.unwrap();
     assert_eq!(sms.len(), 2);
     let bodies: Vec<String> = sms
@@ -496,28 +476,18 @@ async fn bulk_items_carry_their_own_chains_and_a_replayed_send_makes_no_second_c
     );
     assert_eq!(fallback_events(&s).await.len(), 2);
 
-    let res = s
-        .app
-        .client
-        .post(s.app.url("/cpaas/v1/messages"))
-        .bearer_auth(&s.sender)
-        .header("Idempotency-Key", "chain-once")
-        .json(&whatsapp_then_sms(Some(30)))
-        .send()
-        .await
-        .unwrap();
-    let (status, first) = json(res).await;
+    let keyed = || {
+        s.app
+            .client
+            .post(s.app.url("/cpaas/v1/messages"))
+            .bearer_auth(&s.sender)
+            .header("Idempotency-Key", "chain-once")
+            .json(&whatsapp_then_sms(Some(30)))
+            .send()
+    };
+    let (status, first) = json(keyed().await.unwrap()).await;
     assert_eq!(status, 202, "{first}");
-    let res = s
-        .app
-        .client
-        .post(s.app.url("/cpaas/v1/messages"))
-        .bearer_auth(&s.sender)
-        .header("Idempotency-Key", "chain-once")
-        .json(&whatsapp_then_sms(Some(30)))
-        .send()
-        .await
-        .unwrap();
+    let res = keyed().await.unwrap();
     assert_eq!(res.headers()["idempotent-replayed"], "true");
     let (_, replayed) = json(res).await;
     assert_eq!(replayed, first);

@@ -17,24 +17,6 @@ async fn send(app: &TestApp, token: &str, body: &Value) -> Value {
     created["data"].clone()
 }
 
-async fn drain(app: &TestApp) {
-    for _ in 0..5 {
-        let report = app
-            .internal_post("/cpaas/v1/_internal/process-outbox")
-            .await;
-        if report["claimed"] == 0 {
-            return;
-        }
-    }
-}
-
-async fn message(app: &TestApp, token: &str, id: &str) -> Value {
-    json(app.get(&format!("/cpaas/v1/messages/{id}"), token).await)
-        .await
-        .1["data"]
-        .clone()
-}
-
 fn sms(to: &str, body: &str) -> Value {
     json!({ "channel": "SMS", "recipient": to, "message_body": body })
 }
@@ -62,9 +44,9 @@ async fn sms_bodies_are_classified_and_segmented_and_priced_by_destination() {
         (&json!("UCS-2"), &json!(2))
     );
     let uk_long = send(&app, &t, &sms("+447400123456", &long)).await;
-    drain(&app).await;
+    app.drain_until_dry().await;
 
-    let us = message(&app, &t, us_long["id"].as_str().unwrap()).await;
+    let us = app.message(&t, us_long["id"].as_str().unwrap()).await;
     assert_eq!(us["status"], "SENT", "{us}");
     assert_eq!(
         us["cost_usd"], 0.0158,
@@ -74,12 +56,12 @@ async fn sms_bodies_are_classified_and_segmented_and_priced_by_destination() {
         (&us["cost_currency"], &us["cost_amount"]),
         (&json!("USD"), &json!(0.0158))
     );
-    let uk = message(&app, &t, uk_long["id"].as_str().unwrap()).await;
+    let uk = app.message(&t, uk_long["id"].as_str().unwrap()).await;
     assert_eq!(
         uk["cost_usd"], 0.08,
         "2 segments at the +44 row's 0.04: {uk}"
     );
-    let ucs2 = message(&app, &t, us_emoji["id"].as_str().unwrap()).await;
+    let ucs2 = app.message(&t, us_emoji["id"].as_str().unwrap()).await;
     assert_eq!(ucs2["cost_usd"], 0.0158, "{ucs2}");
 
     // The events carry them too.
@@ -115,8 +97,8 @@ async fn smart_encoding_sends_look_alikes_as_gsm7_in_fewer_segments() {
         (&accepted["encoding"], &accepted["segments"]),
         (&json!("UCS-2"), &json!(2))
     );
-    drain(&app).await;
-    let sent = message(&app, &t, accepted["id"].as_str().unwrap()).await;
+    app.drain_until_dry().await;
+    let sent = app.message(&t, accepted["id"].as_str().unwrap()).await;
     assert_eq!(
         (&sent["encoding"], &sent["segments"]),
         (&json!("GSM-7"), &json!(1)),
@@ -169,8 +151,8 @@ async fn a_vonage_price_in_euros_is_converted_and_its_currency_recorded() {
     )
     .await;
     let accepted = send(&app, &t, &sms("+447400123456", "Gates open at 18:30")).await;
-    drain(&app).await;
-    let m = message(&app, &t, accepted["id"].as_str().unwrap()).await;
+    app.drain_until_dry().await;
+    let m = app.message(&t, accepted["id"].as_str().unwrap()).await;
     assert_eq!(m["status"], "SENT", "{m}");
     assert_eq!(m["cost_currency"], "EUR", "{m}");
     assert_eq!(m["cost_amount"], 0.0333, "{m}");
@@ -223,14 +205,14 @@ async fn the_estimate_of_a_bulk_body_matches_what_the_send_records_and_writes_no
 
     let (status, sent) = json(app.post("/cpaas/v1/messages/bulk", &t, &bulk).await).await;
     assert_eq!(status, 202, "{sent}");
-    drain(&app).await;
+    app.drain_until_dry().await;
     let results = sent["data"]["results"].as_array().unwrap();
     let mut total = 0.0;
     for (e, r) in estimates.iter().zip(results) {
         match r["message_id"].as_str() {
             None => assert_eq!(e["error"]["code"], r["error"]["code"], "{e} / {r}"),
             Some(id) => {
-                let m = message(&app, &t, id).await;
+                let m = app.message(&t, id).await;
                 assert_eq!(m["status"], "SENT", "{m}");
                 assert_eq!(e["status"], "ok", "{e}");
                 assert_eq!(e["provider"], m["provider"], "{e} / {m}");
@@ -265,7 +247,7 @@ async fn a_uk_send_skips_a_us_only_provider_and_uses_the_next_one() {
     let (_, t, ids) = tenant_with(&app, &[us, twilio("world", 2, &anywhere.uri())]).await;
     let uk = send(&app, &t, &sms("+447400123456", "Gates open")).await;
     let us_msg = send(&app, &t, &sms("+14155552671", "Gates open")).await;
-    drain(&app).await;
+    app.drain_until_dry().await;
     assert_eq!(
         us_only.received_requests().await.unwrap().len(),
         1,
@@ -277,11 +259,11 @@ async fn a_uk_send_skips_a_us_only_provider_and_uses_the_next_one() {
         "the UK number"
     );
     assert_eq!(
-        message(&app, &t, uk["id"].as_str().unwrap()).await["provider_id"],
+        app.message(&t, uk["id"].as_str().unwrap()).await["provider_id"],
         ids[1].as_str()
     );
     assert_eq!(
-        message(&app, &t, us_msg["id"].as_str().unwrap()).await["provider_id"],
+        app.message(&t, us_msg["id"].as_str().unwrap()).await["provider_id"],
         ids[0].as_str()
     );
     let (status, estimate) = json(

@@ -16,24 +16,6 @@ use crate::messages::{count, tenant_with_sandbox};
 const PDF: &[u8] =
     b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
 
-async fn drain(app: &TestApp) {
-    for _ in 0..5 {
-        let report = app
-            .internal_post("/cpaas/v1/_internal/process-outbox")
-            .await;
-        if report["claimed"] == 0 {
-            return;
-        }
-    }
-}
-
-async fn message(app: &TestApp, token: &str, id: &str) -> Value {
-    json(app.get(&format!("/cpaas/v1/messages/{id}"), token).await)
-        .await
-        .1["data"]
-        .clone()
-}
-
 async fn accepted(app: &TestApp, token: &str, body: &Value) -> String {
     let (status, created) = json(app.post("/cpaas/v1/messages", token, body).await).await;
     assert_eq!(status, 202, "{created}");
@@ -80,7 +62,7 @@ async fn an_mms_reaches_twilio_with_its_media_urls() {
                             { "url": "https://tickets.example.com/t/seat-map", "content_type": "image/jpeg" } ] }),
     )
     .await;
-    drain(&app).await;
+    app.drain_until_dry().await;
     let calls = server.received_requests().await.unwrap();
     assert_eq!(calls.len(), 1);
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&calls[0].body)
@@ -98,7 +80,7 @@ async fn an_mms_reaches_twilio_with_its_media_urls() {
             "https://tickets.example.com/t/seat-map"
         ]
     );
-    let m = message(&app, &t, &id).await;
+    let m = app.message(&t, &id).await;
     assert_eq!(m["status"], "SENT", "{m}");
     assert_eq!(
         m["media"][0]["content_type"], "image/png",
@@ -137,7 +119,7 @@ async fn a_whatsapp_document_reaches_meta_as_a_link_with_its_caption_and_file_na
                               "filename": "ticket-friday.pdf" } ] }),
     )
     .await;
-    drain(&app).await;
+    app.drain_until_dry().await;
     let calls = server.received_requests().await.unwrap();
     let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
     assert_eq!(body["type"], "document", "{body}");
@@ -196,7 +178,7 @@ async fn an_email_attachment_is_fetched_and_sent_through_sendgrid_and_ses() {
         )
         .await;
     }
-    drain(&app).await;
+    app.drain_until_dry().await;
     let encoded = base64::engine::general_purpose::STANDARD.encode(PDF);
     let sent: Value =
         serde_json::from_slice(&sendgrid.received_requests().await.unwrap()[0].body).unwrap();
@@ -222,8 +204,8 @@ async fn an_email_attachment_is_fetched_and_sent_through_sendgrid_and_ses() {
                  "media": [ { "url": format!("{}/t/huge.pdf", files.uri()) } ] }),
     )
     .await;
-    drain(&app).await;
-    let m = message(&app, &t, &id).await;
+    app.drain_until_dry().await;
+    let m = app.message(&t, &id).await;
     assert_eq!(
         (&m["status"], &m["error"]["code"]),
         (&json!("FAILED"), &json!("MEDIA_TOO_LARGE")),
@@ -301,7 +283,7 @@ async fn media_at_a_private_address_or_beyond_a_channels_limits_is_refused_at_ac
                  "media": [{ "url": "https://t.example.com/a.png" }] }),
     )
     .await;
-    assert_eq!(message(&app, &t, &id).await["body"], "");
+    assert_eq!(app.message(&t, &id).await["body"], "");
 }
 
 #[actix_web::test]

@@ -261,6 +261,28 @@ impl TestApp {
         self.request(Method::DELETE, path, Some(token), None).await
     }
 
+    /// Drains the outbox until a drain claims nothing (events beget events: a failure its
+    /// chain's next step, a send its `sent` event).
+    pub async fn drain_until_dry(&self) {
+        for _ in 0..10 {
+            let report = self
+                .internal_post("/cpaas/v1/_internal/process-outbox")
+                .await;
+            if report["claimed"] == 0 {
+                return;
+            }
+        }
+        panic!("the outbox never ran dry");
+    }
+
+    /// The `data` of `GET /cpaas/v1/messages/{id}`.
+    pub async fn message(&self, token: &str, id: &str) -> Value {
+        json(self.get(&format!("/cpaas/v1/messages/{id}"), token).await)
+            .await
+            .1["data"]
+            .clone()
+    }
+
     /// The `data` of `GET /cpaas/v1/_internal/readyz`, whatever its status.
     pub async fn readyz(&self) -> Value {
         let res = self
