@@ -105,6 +105,10 @@ pub struct NewMessage {
     pub encoding: Option<String>,
     pub segments: Option<i32>,
     pub media: Option<Value>,
+    /// The ISO 3166 country of a phone recipient (known from its parse), which providers
+    /// limited to some countries are checked against; not a column.
+    #[diesel(skip_insertion)]
+    pub country: Option<String>,
 }
 
 impl NewMessage {

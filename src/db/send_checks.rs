@@ -103,12 +103,7 @@ pub async fn insert_checked_message(
         .bind::<Nullable<SqlUuid>, _>(row.chain_id)
         .bind::<Nullable<Text>, _>(row.encoding.as_deref())
         .bind::<Nullable<Int4>, _>(row.segments)
-        .bind::<Nullable<Text>, _>(
-            row.channel
-                .takes_phone_numbers()
-                .then(|| crate::domain::recipient::country_of(&row.recipient))
-                .flatten(),
-        )
+        .bind::<Nullable<Text>, _>(row.country.as_deref())
         .bind::<diesel::sql_types::Bool, _>(row.channel.takes_phone_numbers())
         .bind::<Nullable<Jsonb>, _>(row.media.as_ref())
         .cached()

@@ -14,9 +14,10 @@ pub const MAX_DEVICE_TOKEN_LEN: usize = 4096;
 /// Longest accepted e-mail address (RFC 5321 path limit).
 const MAX_EMAIL_LEN: usize = 254;
 
-/// A valid phone number in E.164 form (`+14155552671`).
+/// A valid phone number in E.164 form (`+14155552671`), and the ISO 3166 code of its country
+/// when its numbering plan names one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber(String, Option<String>);
 
 impl PhoneNumber {
     /// Parses `+` then the country code and number. The number
@@ -47,12 +48,18 @@ impl PhoneNumber {
         let mut e164 = String::new();
         write!(e164, "{}", parsed.format().mode(Mode::E164))
             .map_err(|_| "cannot be formatted as E.164".to_owned())?;
-        Ok(PhoneNumber(e164))
+        let country = parsed.country().id().map(|id| id.as_ref().to_owned());
+        Ok(PhoneNumber(e164, country))
     }
 
     /// `+` country code and national number, no separators.
     pub fn as_e164(&self) -> &str {
         &self.0
+    }
+
+    /// The ISO 3166 code of its country (`US`), when its numbering plan names one.
+    pub fn country(&self) -> Option<&str> {
+        self.1.as_deref()
     }
 }
 
@@ -126,6 +133,14 @@ pub enum Recipient {
 }
 
 impl Recipient {
+    /// The country of a phone number (see [`PhoneNumber::country`]); `None` for other kinds.
+    pub fn country(&self) -> Option<&str> {
+        match self {
+            Recipient::Phone(p) => p.country(),
+            _ => None,
+        }
+    }
+
     /// SMS, WHATSAPP and VOICE take a phone number, EMAIL an address, PUSH a device token.
     pub fn parse(channel: Channel, raw: &str) -> Result<Recipient, RecipientError> {
         match channel {

@@ -298,12 +298,12 @@ async fn prepare(
     if let Some((opted, providers)) = known {
         let opted_out = opted.contains(&(recipient.clone(), channel.as_str().to_owned()))
             || opted.contains(&(recipient.clone(), "ALL".to_owned()));
-        let country = destination(channel, &recipient);
+        let country = send.recipient.country();
         let available: Vec<Uuid> = providers
             .get(&channel)
             .map_or(&[][..], Vec::as_slice)
             .iter()
-            .filter(|p| serves_country(&p.config, channel, country.as_deref()))
+            .filter(|p| serves_country(&p.config, channel, country))
             .map(|p| p.id)
             .collect();
         let usable = match send.pinned {
@@ -408,6 +408,7 @@ async fn prepare(
             chain_id,
             encoding,
             segments,
+            country: send.recipient.country().map(str::to_owned),
             media: (!send.media.is_empty())
                 .then(|| serde_json::to_value(&send.media))
                 .transpose()

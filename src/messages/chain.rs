@@ -308,6 +308,7 @@ fn step_message(
 ) -> anyhow::Result<NewMessage> {
     let channel: Channel = channel.parse().map_err(anyhow::Error::msg)?;
     let (encoding, segments) = super::accept::sms_shape(channel, &spec.body);
+    let country = super::accept::destination(channel, &spec.recipient);
     Ok(NewMessage {
         id: Uuid::now_v7(),
         tenant_id: first.tenant_id,
@@ -333,6 +334,7 @@ fn step_message(
         encoding,
         segments,
         media: None,
+        country,
     })
 }
 
