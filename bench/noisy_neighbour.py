@@ -1,16 +1,20 @@
 """Noisy neighbour: tenant A posts BULK messages (default 50,000) in bulk requests of 1000 as
 fast as it can; meanwhile tenant B sends RATE `high` messages a second (default 10) for
 DURATION seconds (default 30). Reports B's time from the 202 to the mock provider taking the
-call (p50, p99, max) while A drains, and A's drain rate, from the mock's tally."""
+call (p50, p99, max) while A drains, and A's drain rate, from the mock's tally; then where B's
+time went, from the rows: accepted (the message's insert) -> its delivery's transaction started
+(the attempt) -> the provider took the call (the mock's clock)."""
 import http.client
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from datetime import datetime
 
 port, mock_port, token_a, token_b = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+db_url = sys.argv[5] if len(sys.argv) > 5 else None
 bulk = int(os.environ.get("BULK", "50000"))
 rate = int(os.environ.get("RATE", "10"))
 duration = int(os.environ.get("DURATION", "30"))
@@ -100,4 +104,23 @@ if a_taken:
     span = max(a_taken) - a_first_202[0]
     print(f"A's drain: {len(a_taken)} messages in {span:.1f} s from its first 202: {len(a_taken) / span:.0f} messages/s")
 print(f"lost {lost}, duplicated {duplicated}")
+
+
+def stages():
+    """B's messages: seconds since the epoch of the insert and of its first attempt's start."""
+    ids = ",".join(f"'{m}'" for m in b_sent)
+    sql = ("SELECT m.id, extract(epoch FROM m.created_at), extract(epoch FROM min(a.started_at)) "
+           f"FROM messages m JOIN message_attempts a ON a.message_id = m.id WHERE m.id IN ({ids}) GROUP BY m.id")
+    out = subprocess.run(["psql", db_url, "-At", "-F", " ", "-c", sql], capture_output=True, text=True, check=True)
+    return {row[0]: (float(row[1]), float(row[2])) for row in (line.split() for line in out.stdout.splitlines())}
+
+
+if db_url and b_sent:
+    rows = stages()
+    ms = lambda xs: sorted(x * 1000 for x in xs)
+    queued = ms(rows[m][1] - rows[m][0] for m in rows if m in tally)
+    sending = ms(taken(m) - rows[m][1] for m in rows if m in tally)
+    for name, xs in (("accepted -> delivery started", queued), ("delivery started -> provider", sending)):
+        if xs:
+            print(f"  B, {name:30}: p50 {pct(xs, 50):6.1f} ms   p99 {pct(xs, 99):6.1f} ms   max {xs[-1]:6.1f} ms")
 sys.exit(1 if lost or duplicated else 0)

@@ -44,4 +44,4 @@ token_b=$(bench_login neighbour@bench.test)
 add_vonage_provider "$token_b"
 
 step "A posts ${BULK:-50000} bulk messages; B sends ${RATE:-10} high messages a second for ${DURATION:-30} s"
-python3 bench/noisy_neighbour.py "$PORT" "$MOCK_PORT" "$(bench_login dev@eventzr.com)" "$token_b"
+python3 bench/noisy_neighbour.py "$PORT" "$MOCK_PORT" "$(bench_login dev@eventzr.com)" "$token_b" "$DB_URL"

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Content type of the text exposition format.
@@ -33,6 +33,8 @@ pub struct Metrics {
     job_runs: IntCounterVec,
     consumed_events: IntCounterVec,
     job_duration: HistogramVec,
+    rate_limit_checks: IntCounterVec,
+    rate_limit_statements: IntCounter,
     outbox_backlog: IntGauge,
     outbox_oldest_age: Gauge,
     outbox_dead: IntGauge,
@@ -123,6 +125,20 @@ impl Metrics {
                 "Duration of job runs, by job",
                 &["job"],
             )?,
+            rate_limit_checks: counter(
+                "rate_limit_checks_total",
+                "Send-limit checks made by this process, by outcome (admitted, limited)",
+                &["outcome"],
+            )?,
+            rate_limit_statements: {
+                let c = IntCounter::new(
+                    "rate_limit_statements_total",
+                    "Statements this process made on the shared send-limit buckets (concurrent \
+                     one-message checks of a tenant share one)",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             outbox_backlog: gauge("outbox_backlog", "Outbox events waiting to be handled")?,
             outbox_oldest_age: float_gauge(
                 "outbox_oldest_pending_age_seconds",
@@ -170,6 +186,15 @@ impl Metrics {
         self.provider_duration
             .with_label_values(&[provider])
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_rate_limit_check(&self, admitted: bool) {
+        let outcome = if admitted { "admitted" } else { "limited" };
+        self.rate_limit_checks.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn record_rate_limit_statement(&self) {
+        self.rate_limit_statements.inc();
     }
 
     pub fn record_outbox(&self, published: i64, failed: i64, dead_lettered: i64) {

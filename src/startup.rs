@@ -90,7 +90,8 @@ impl Application {
             .with_metrics(metrics.clone())
             .with_wakeup(wakeup.clone()),
         );
-        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit_overrides));
+        let rate_limits =
+            Arc::new(RateLimits::new(&settings.rate_limit_overrides).with_metrics(metrics.clone()));
         let chains = Chains::new(pool.clone(), rate_limits.clone(), wakeup.clone());
         let outbox = Arc::new(
             Outbox::new(

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Settings;
 
 use super::Claims;
+use super::verified::{Seen, Verified};
 
 /// Why a bearer token was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct SigningKeys {
     jwks: Value,
     validation: Validation,
     external: ExternalKeys,
+    /// Tokens already verified, so a client's next request skips the signature.
+    verified: Verified,
 }
 
 /// The auth service's verification keys and what its tokens must carry.
@@ -232,6 +235,7 @@ impl SigningKeys {
             jwks,
             validation,
             external: ExternalKeys::none(),
+            verified: Verified::default(),
         })
     }
 
@@ -255,6 +259,19 @@ impl SigningKeys {
     /// Verifies a bearer token: RS256 only; this service's key (by its `kid`) with every check
     /// of its own tokens, else the auth service's key with the checks its tokens get.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        match self.verified.get(token, now) {
+            Seen::Valid(claims) => return Ok(*claims),
+            Seen::Expired => return Err(TokenError::Expired),
+            Seen::Unknown => {}
+        }
+        let (claims, leeway) = self.verify_signature(token)?;
+        self.verified.insert(token, &claims, leeway, now);
+        Ok(claims)
+    }
+
+    /// Verifies a token's signature and claims; returns them with the clock skew allowed.
+    fn verify_signature(&self, token: &str) -> Result<(Claims, u64), TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::Invalid(format!("malformed header: {e}")))?;
         if header.alg != Algorithm::RS256 {
@@ -266,7 +283,7 @@ impl SigningKeys {
             if uuid::Uuid::parse_str(&claims.sub).is_err() {
                 return Err(TokenError::Invalid("sub is not a user id".into()));
             }
-            return Ok(claims);
+            return Ok((claims, self.validation.leeway));
         }
         let key = kid
             .and_then(|kid| self.external.by_kid.get(kid))
@@ -279,7 +296,7 @@ impl SigningKeys {
         if claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("sub is empty".into()));
         }
-        Ok(claims)
+        Ok((claims, self.external.validation.leeway))
     }
 }
 

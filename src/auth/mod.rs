@@ -8,6 +8,7 @@ pub mod keys;
 pub mod passwords;
 pub mod sessions;
 pub mod throttle;
+pub mod verified;
 
 pub use claims::Claims;
 pub use keys::SigningKeys;

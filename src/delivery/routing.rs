@@ -13,7 +13,7 @@ use super::circuit;
 use super::policy::{AMBIGUOUS_OUTCOME, DeliveryPolicy};
 use crate::db::messages::Message;
 use crate::db::providers::Provider;
-use crate::domain::provider_kind::{COUNTRIES, serves_country};
+use crate::domain::provider_kind::{COUNTRIES, limits_countries, serves_country};
 use crate::domain::recipient::country_of;
 
 /// A provider that may carry a message, with its circuit.
@@ -56,10 +56,13 @@ pub fn serving<'a>(
     candidates: &'a [Candidate],
 ) -> impl Iterator<Item = &'a Candidate> + 'a {
     let channel = message.channel;
-    let country = channel
-        .takes_phone_numbers()
-        .then(|| country_of(&message.recipient))
-        .flatten();
+    // A numbering-plan match, made only when some candidate is limited to some countries.
+    let country = (channel.takes_phone_numbers()
+        && candidates
+            .iter()
+            .any(|c| limits_countries(&c.provider.config)))
+    .then(|| country_of(&message.recipient))
+    .flatten();
     candidates
         .iter()
         .filter(move |c| serves_country(&c.provider.config, channel, country.as_deref()))

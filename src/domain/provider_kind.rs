@@ -234,6 +234,12 @@ pub fn serves_country(config: &Value, channel: super::Channel, country: Option<&
     }
 }
 
+/// Whether a provider with `config` serves only some countries (the recipient's country is
+/// needed to route to it).
+pub fn limits_countries(config: &Value) -> bool {
+    config.get(COUNTRIES).is_some_and(Value::is_array)
+}
+
 /// `config.max_per_second`: the most requests a second made to this provider, by all the
 /// replicas together (its account's throughput limit); unset: no pacing.
 pub const MAX_PER_SECOND: &str = "max_per_second";

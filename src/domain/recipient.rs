@@ -4,8 +4,6 @@
 
 use std::fmt::{self, Write as _};
 
-use phonenumber::Mode;
-
 use super::Channel;
 use crate::error::{ApiError, ErrorCode, FieldError};
 
@@ -45,8 +43,10 @@ impl PhoneNumber {
                     .to_owned(),
             );
         }
-        let mut e164 = String::new();
-        write!(e164, "{}", parsed.format().mode(Mode::E164))
+        // E.164 is the country code then the national number (the crate's E.164 formatter
+        // writes the same, after matching the plan's display formats it then does not use).
+        let mut e164 = String::with_capacity(16);
+        write!(e164, "+{}{}", parsed.code().value(), parsed.national())
             .map_err(|_| "cannot be formatted as E.164".to_owned())?;
         let country = parsed.country().id().map(|id| id.as_ref().to_owned());
         Ok(PhoneNumber(e164, country))

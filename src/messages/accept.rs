@@ -208,13 +208,6 @@ fn refusal(
     opted_out: bool,
     usable: bool,
 ) -> Option<ApiError> {
-    let to = match destination(channel, recipient) {
-        Some(country) => format!("{channel} to {country}"),
-        None if channel.takes_phone_numbers() => {
-            format!("{channel} to {recipient} (a number of no single country)")
-        }
-        None => channel.to_string(),
-    };
     if opted_out {
         return Some(ApiError::new(
             ErrorCode::RecipientOptedOut,
@@ -222,6 +215,14 @@ fn refusal(
         ));
     }
     if !usable {
+        // The country is looked up only here: it costs a numbering-plan match.
+        let to = match destination(channel, recipient) {
+            Some(country) => format!("{channel} to {country}"),
+            None if channel.takes_phone_numbers() => {
+                format!("{channel} to {recipient} (a number of no single country)")
+            }
+            None => channel.to_string(),
+        };
         return Some(ApiError::new(
             ErrorCode::NoProviderConfigured,
             match pinned {

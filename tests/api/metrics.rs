@@ -9,7 +9,7 @@ use crate::messages::{send, sender, sms};
 const METRICS: &str = "/cpaas/v1/_internal/metrics";
 
 /// One sample of the exposition.
-struct Sample {
+pub struct Sample {
     name: String,
     labels: HashMap<String, String>,
     value: f64,
@@ -90,7 +90,7 @@ fn parse_sample(line: &str) -> Sample {
 /// Scrapes and parses the text exposition format, checking that every sample belongs to a
 /// family announced by `# TYPE` (histograms with their `_bucket`, `_sum` and `_count`, and a
 /// `+Inf` bucket equal to the count).
-async fn scrape(app: &TestApp) -> Vec<Sample> {
+pub async fn scrape(app: &TestApp) -> Vec<Sample> {
     let res = app
         .client
         .get(app.url(METRICS))
@@ -159,7 +159,7 @@ async fn scrape(app: &TestApp) -> Vec<Sample> {
 }
 
 /// The sum of the samples named `name` whose labels include `labels`; 0 when there are none.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .filter(|s| s.name == name)

@@ -13,6 +13,7 @@ use crate::helpers::{
     Killed, TestApp, free_port, json, serve_binary, spawn_app, spawn_app_with, spawn_on, token,
 };
 use crate::messages::{count, send, sms, tenant_with_sandbox};
+use crate::metrics::{scrape, value};
 
 /// Waits until the replica on `port` answers its health check.
 async fn until_up(client: &reqwest::Client, port: u16) {
@@ -153,6 +154,92 @@ async fn an_idempotent_replay_is_not_counted_against_the_limit() {
     }
     let over = keyed("one-too-many").await.unwrap();
     assert_eq!(over.status(), 429);
+}
+
+/// A tenant's concurrent one-message sends on one process share the limit's statement: while
+/// the first waits on the bucket (its row locked here), the 19 behind it queue, and one
+/// statement then admits for all of them, exactly what is left of the quota, with counts that
+/// follow each other.
+#[actix_web::test]
+async fn concurrent_sends_of_a_tenant_share_one_limit_statement() {
+    let app = spawn_app_with(|env| {
+        env.insert("DATABASE_POOL_SIZE".into(), "24".into());
+    })
+    .await;
+    let (tenant, t) = tenant_with_sandbox(&app, "free").await;
+    let (status, body) = send(&app, &t, &sms("+14155552671")).await;
+    assert_eq!(status, 202, "{body}");
+    let statements = async || {
+        let samples = scrape(&app).await;
+        value(&samples, "cpaas_rate_limit_statements_total", &[]) as i64
+    };
+    let before = statements().await;
+
+    let mut holder = app.pool.get().await.unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT 1 FROM rate_limit_buckets FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let body = sms("+14155552671");
+    let sends =
+        futures_util::future::join_all((0..20).map(|_| app.post("/cpaas/v1/messages", &t, &body)));
+    let release = async {
+        let blocked = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'                        AND query LIKE '%rate_limit_buckets%' AND datname = current_database()";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&app, blocked).await < 1 {
+            assert!(Instant::now() < deadline, "no send reached the bucket");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            count(&app, blocked).await,
+            1,
+            "one statement waits, not one per send"
+        );
+        diesel::sql_query("COMMIT")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+    };
+    let (answers, ()) = futures_util::join!(sends, release);
+
+    let mut remaining = BTreeSet::new();
+    let mut limited = 0;
+    for res in answers {
+        match res.status().as_u16() {
+            202 => {
+                remaining.insert(
+                    res.headers()["x-ratelimit-remaining"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(
+        remaining,
+        (0..9).map(|n| n.to_string()).collect::<BTreeSet<_>>(),
+        "the nine units left went to nine sends, each told a different count"
+    );
+    assert_eq!(limited, 11);
+    assert_eq!(
+        statements().await - before,
+        2,
+        "the send that waited on the bucket made one statement, the 19 queued behind it one"
+    );
+    let stored = count(
+        &app,
+        &format!("SELECT count(*) AS n FROM messages WHERE tenant_id = '{tenant}'"),
+    )
+    .await;
+    assert_eq!(stored, 10);
 }
 
 /// The drainer of the process that accepted a send is woken in-process: the message goes out

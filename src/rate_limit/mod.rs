@@ -1,15 +1,21 @@
 //! Per-tenant, per-channel send limits by plan tier (SPEC section 3), enforced with GCRA in
 //! PostgreSQL (`db::rate_limits`), so every replica shares one bucket per tenant and channel:
-//! a tenant may burst up to its per-minute quota, which refills continuously.
+//! a tenant may burst up to its per-minute quota, which refills continuously. Concurrent
+//! one-message sends of a tenant are admitted together, one statement per batch (`coalesce`).
+
+mod coalesce;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use crate::db::rate_limits::{self, Take};
+use self::coalesce::{Coalescer, Outcome};
+use crate::db::rate_limits::Take;
 use crate::domain::{Channel, PlanTier};
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
 
 /// Default per-minute limits; `0` means the tier may not use the channel.
 pub fn default_limit(tier: PlanTier, channel: Channel) -> u32 {
@@ -59,9 +65,10 @@ impl RateStatus {
 }
 
 /// Every tier's per-minute limit of every channel.
-#[derive(Debug)]
 pub struct RateLimits {
     limits: HashMap<(PlanTier, Channel), u32>,
+    coalescer: Coalescer,
+    metrics: Option<Arc<Metrics>>,
 }
 
 const TIERS: [PlanTier; 5] = [
@@ -85,7 +92,18 @@ impl RateLimits {
                 limits.insert((tier, channel), limit);
             }
         }
-        Self { limits }
+        Self {
+            limits,
+            coalescer: Coalescer::default(),
+            metrics: None,
+        }
+    }
+
+    /// Counts this process's checks and statements.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.coalescer = self.coalescer.with_metrics(metrics.clone());
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The per-minute limit; 0 when the tier may not use the channel.
@@ -108,9 +126,10 @@ impl RateLimits {
         Ok(())
     }
 
-    /// Admits `n` messages of `channel` for the tenant, or says why not. One statement on
-    /// `conn`, which must not be inside a transaction (the bucket's row would stay locked
-    /// until it ends).
+    /// Admits `n` messages of `channel` for the tenant, or says why not. At most one statement
+    /// on `conn`, which must not be inside a transaction (the bucket's row would stay locked
+    /// until it ends); one message waits for, and joins, the tenant's other one-message
+    /// requests on this process (`coalesce`).
     pub async fn check(
         &self,
         conn: &mut AsyncPgConnection,
@@ -144,12 +163,29 @@ impl RateLimits {
             interval_secs: 60.0 / f64::from(limit),
             all_or_none: true,
         };
-        let granted = rate_limits::take(conn, &take).await?;
-        if granted.units < take.units {
-            let retry = granted.wait_secs(&take, take.units).ceil() as u64;
-            return Err(limited(limit, retry, channel));
+        let outcome = if n == 1 {
+            self.coalescer.take_one(conn, &take).await?
+        } else {
+            let granted = self.coalescer.statement(conn, &take).await?;
+            if granted.units < take.units {
+                Outcome::Refused {
+                    wait_secs: granted.wait_secs(&take, take.units),
+                }
+            } else {
+                Outcome::Admitted {
+                    remaining: granted.remaining(&take),
+                }
+            }
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.record_rate_limit_check(matches!(outcome, Outcome::Admitted { .. }));
         }
-        let remaining = granted.remaining(&take).max(0) as u32;
+        let remaining = match outcome {
+            Outcome::Admitted { remaining } => remaining.max(0) as u32,
+            Outcome::Refused { wait_secs } => {
+                return Err(limited(limit, wait_secs.ceil() as u64, channel));
+            }
+        };
         Ok(RateStatus {
             limit,
             remaining,
