@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import datetime
 
 port, mock_port, token_a, token_b = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -100,6 +101,14 @@ print(f"tenant A: {len(a_ids)} bulk messages accepted; tenant B: {len(b_sent)} h
 if b_lat:
     print(f"B's 202 -> provider while A drains: p50 {pct(b_lat, 50):.1f} ms   p99 {pct(b_lat, 99):.1f} ms   "
           f"max {b_lat[-1]:.1f} ms   (goal p99 < 100 ms)")
+if b_lat:
+    begin = min(b_sent.values())
+    windows = {}
+    for m, at in b_sent.items():
+        if m in tally:
+            windows.setdefault(int((at - begin) // 5), []).append((taken(m) - at) * 1000)
+    print("B's p50 / p99 by 5 s window from its first send: " + "   ".join(
+        f"{pct(sorted(xs), 50):.0f} / {pct(sorted(xs), 99):.0f}" for _, xs in sorted(windows.items())))
 if a_taken:
     span = max(a_taken) - a_first_202[0]
     print(f"A's drain: {len(a_taken)} messages in {span:.1f} s from its first 202: {len(a_taken) / span:.0f} messages/s")
@@ -108,11 +117,13 @@ print(f"lost {lost}, duplicated {duplicated}")
 
 def stages():
     """B's messages: seconds since the epoch of the insert and of its first attempt's start."""
-    ids = ",".join(f"'{m}'" for m in b_sent)
+    uuid_of = {str(uuid.UUID(hex=m.split("_", 1)[1])): m for m in b_sent}
+    ids = ",".join(f"'{u}'" for u in uuid_of)
     sql = ("SELECT m.id, extract(epoch FROM m.created_at), extract(epoch FROM min(a.started_at)) "
            f"FROM messages m JOIN message_attempts a ON a.message_id = m.id WHERE m.id IN ({ids}) GROUP BY m.id")
     out = subprocess.run(["psql", db_url, "-At", "-F", " ", "-c", sql], capture_output=True, text=True, check=True)
-    return {row[0]: (float(row[1]), float(row[2])) for row in (line.split() for line in out.stdout.splitlines())}
+    return {uuid_of[row[0]]: (float(row[1]), float(row[2]))
+            for row in (line.split() for line in out.stdout.splitlines())}
 
 
 if db_url and b_sent:

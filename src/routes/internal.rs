@@ -57,7 +57,10 @@ pub async fn process_outbox(
     let meta = Meta::of(&req);
     idempotency
         .run_detached(&state.pool, INTERNAL_SCOPE, &meta, async || {
-            Ok(Answer::ok(state.outbox.drain(max).await?))
+            let mut report = state.outbox.drain(max).await?;
+            let mut conn = state.pool.get().await?;
+            report.remaining = crate::outbox::store::backlog(&mut conn).await?.0;
+            Ok(Answer::ok(report))
         })
         .await
 }
