@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod event;
+mod pipeline;
 pub mod process;
 pub mod store;
 pub mod wake;

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::bus::{EventBus, Publication};
+use super::pipeline::{EXPRESS_DEPTH, HighLane};
 use super::store::{self, ClaimedEvent, FailureFate, LOWEST_LANE};
 use crate::config::Settings;
 use crate::db::{DbError, DbPool};
@@ -24,11 +25,6 @@ use crate::lifecycle::Lifecycle;
 
 /// The destination name of the event bus.
 pub const BUS: &str = "bus";
-
-/// Batches one drain keeps in flight.
-const PIPELINE_DEPTH: usize = 4;
-/// Express batches (the high lane alone) one drain keeps in flight besides them.
-const EXPRESS_DEPTH: usize = 4;
 
 /// An in-process consumer of outbox events. It must be idempotent: an event is delivered at
 /// least once.
@@ -127,6 +123,8 @@ pub struct Outbox {
     urgent: tokio::sync::Notify,
     /// Once stopping, drains claim nothing new; running batches finish and are recorded.
     lifecycle: Arc<Lifecycle>,
+    /// When a claim of this process last took high-lane events.
+    high_lane: HighLane,
 }
 
 impl Outbox {
@@ -146,6 +144,7 @@ impl Outbox {
             nudged: tokio::sync::Notify::new(),
             urgent: tokio::sync::Notify::new(),
             lifecycle: Arc::default(),
+            high_lane: HighLane::default(),
         }
     }
 
@@ -181,8 +180,8 @@ impl Outbox {
         &self.owner
     }
 
-    /// Drains up to `max_events` events whose time has come. Up to `PIPELINE_DEPTH` batches
-    /// are in flight: the next claim runs while earlier batches wait on their handlers. Order
+    /// Drains up to `max_events` events whose time has come. Several batches are in flight
+    /// (`pipeline`): the next claim runs while earlier batches wait on their handlers. Order
     /// per aggregate holds because an event stays PENDING (and blocks the later events of its
     /// aggregate) until it is completed.
     pub async fn drain(&self, max_events: i64) -> Result<DrainReport, DbError> {
@@ -209,7 +208,7 @@ impl Outbox {
                 && !dry
                 && express == 0
                 && !self.lifecycle.is_stopping()
-                && in_flight.len() < PIPELINE_DEPTH
+                && in_flight.len() < self.high_lane.depth()
                 && report.claimed + reserved < max_events
             {
                 let limit = self
@@ -287,6 +286,9 @@ impl Outbox {
         let events =
             store::claim(&mut conn, &self.owner, self.policy.lease, limit, max_lane).await?;
         drop(conn);
+        if events.iter().any(|e| e.lane == 0) {
+            self.high_lane.claimed();
+        }
         let mut report = DrainReport {
             claimed: events.len() as i64,
             ..Default::default()
