@@ -8,11 +8,6 @@ use cpaas::config::{LogFormat, Settings};
 use cpaas::startup::{Application, load_cipher};
 use secrecy::ExposeSecret;
 
-/// mimalloc: the request path allocates and frees many small buffers on two threads, and
-/// glibc's allocator spent about a tenth of the service's CPU on them under load.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
