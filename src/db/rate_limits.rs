@@ -29,6 +29,19 @@ pub struct Take<'a> {
     pub all_or_none: bool,
 }
 
+impl<'a> Take<'a> {
+    /// `units`, all or none, of `key`'s bucket of `per_minute` units that refills over a minute.
+    pub fn per_minute(key: &'a str, units: i32, per_minute: i32) -> Self {
+        Self {
+            key,
+            units,
+            capacity: per_minute,
+            interval_secs: 60.0 / f64::from(per_minute),
+            all_or_none: true,
+        }
+    }
+}
+
 /// What a request was given.
 #[derive(Clone, Copy, Debug, PartialEq, QueryableByName)]
 pub struct Granted {
@@ -116,19 +129,9 @@ pub async fn purge_full(
 mod tests {
     use super::*;
 
-    fn per_minute(limit: i32) -> Take<'static> {
-        Take {
-            key: "k",
-            units: 1,
-            capacity: limit,
-            interval_secs: 60.0 / f64::from(limit),
-            all_or_none: true,
-        }
-    }
-
     #[test]
     fn free_units_follow_the_tat() {
-        let t = per_minute(10);
+        let t = Take::per_minute("k", 1, 10);
         assert_eq!(available(&t, 0.0), 10);
         assert_eq!(
             available(&t, -5.0),
@@ -142,7 +145,7 @@ mod tests {
 
     #[test]
     fn the_wait_is_until_the_units_are_back() {
-        let t = per_minute(10);
+        let t = Take::per_minute("k", 1, 10);
         let full = Granted {
             units: 0,
             ahead_secs: 60.0,

@@ -220,19 +220,12 @@ fn outcome(take: &Take<'_>, granted: &Granted, i: usize) -> Outcome {
 mod tests {
     use super::*;
 
-    fn per_minute(limit: i32) -> Take<'static> {
-        Take {
-            key: "k",
-            units: 1,
-            capacity: limit,
-            interval_secs: 60.0 / f64::from(limit),
-            all_or_none: false,
-        }
-    }
-
     #[test]
     fn a_batch_is_admitted_in_order_with_counts_that_follow_each_other() {
-        let take = per_minute(10);
+        let take = Take {
+            all_or_none: false,
+            ..Take::per_minute("k", 1, 10)
+        };
         // Four asked, three granted, the bucket then empty.
         let granted = Granted {
             units: 3,

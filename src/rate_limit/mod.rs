@@ -156,13 +156,7 @@ impl RateLimits {
             );
         }
         let key = format!("send:{tenant}:{channel}");
-        let take = Take {
-            key: &key,
-            units: n as i32,
-            capacity: limit as i32,
-            interval_secs: 60.0 / f64::from(limit),
-            all_or_none: true,
-        };
+        let take = Take::per_minute(&key, n as i32, limit as i32);
         let outcome = if n == 1 {
             self.coalescer.take_one(conn, &take).await?
         } else {
